@@ -1,0 +1,78 @@
+"""API tokens. Only a SHA-256 digest of each token is stored; the token itself is shown once."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+TOKEN_PREFIX = "cust_"
+# last_used_at is refreshed at most this often, so authentication does not write on every request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+ROLE_NAMES = ("data_scientist", "approver", "compliance_officer", "auditor", "admin")
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def live(self) -> ApiTokenQuerySet:
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+        )
+
+
+class ApiToken(models.Model):
+    class Scope(models.TextChoices):
+        FULL = "full", "Full (the user's own permissions)"
+        INGEST = "ingest", "Ingest only (POST lineage events)"
+        READ = "read", "Read only"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    label = models.CharField(max_length=200, blank=True)
+    prefix = models.CharField(max_length=16, help_text="First characters of the token, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.FULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user}{', ' + self.label if self.label else ''})"
+
+    @classmethod
+    def issue(cls, user: object, label: str = "", scope: str = "full", expires_at: object = None) -> tuple[ApiToken, str]:
+        """Create a token; returns the row and the raw token, which is never stored."""
+        raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(
+            user=user, label=label, prefix=raw[:12], key_hash=hash_token(raw), scope=scope, expires_at=expires_at
+        )
+        return token, raw
+
+    @classmethod
+    def authenticate(cls, raw: str) -> ApiToken | None:
+        token = cls.objects.live().select_related("user").filter(key_hash=hash_token(raw)).first()
+        if token is None or not token.user.is_active:
+            return None
+        now = timezone.now()
+        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+            cls.objects.filter(pk=token.pk).update(last_used_at=now)
+            token.last_used_at = now
+        return token
+
+    def revoke(self) -> None:
+        self.revoked_at = timezone.now()
+        self.save(update_fields=["revoked_at"])

@@ -1,0 +1,1 @@
+"""The lineage app: the versioned lineage graph, OpenLineage ingestion and graph queries."""
