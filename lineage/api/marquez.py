@@ -1,0 +1,816 @@
+"""Response shapes of the Marquez-compatible read API (Marquez's ``openapi.yml``), plus our extensions.
+
+Functions here take rows already selected by the views and services and return plain JSON-ready
+dicts. Bulk renderers (``datasets_json``, ``jobs_json``, ``runs_json``, the graph renderers) fetch
+what they need about related rows in a fixed, small number of queries, whatever the number of rows.
+
+Extensions to Marquez's shapes are additive keys (``truncated``, ``symlinks``, ``versionLabel``,
+``schemaChange``, ``parentRun``, ``codeCommit``, ``redacted``...), so Marquez clients keep working.
+
+Redaction: an object in a namespace the caller cannot see is never rendered with its name or
+facets. In graphs it becomes a placeholder ``{"id": "<kind>:<redacted>:<opaque>", "type": ...,
+"data": {"redacted": true}}``; inside visible objects (a job's inputs, a run's versions, facets
+that name other datasets) its identifier becomes ``{"namespace": "<redacted>", "name": <opaque>}``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from lineage.access import REDACTED, Visibility, opaque_id, redacted_node_id
+from lineage.graph import (
+    DATASET,
+    FIELD,
+    JOB,
+    RUN,
+    VERSION,
+    JobIO,
+    Key,
+    Traversal,
+    consumed_inputs,
+    job_io,
+    latest_runs_at,
+    produced_outputs,
+    versions_at,
+)
+from lineage.models import (
+    CodeCommit,
+    Dataset,
+    DatasetSymlink,
+    DatasetVersion,
+    Job,
+    Namespace,
+    Run,
+    SchemaChange,
+)
+
+JSON = dict[str, Any]
+
+
+def ts(value: datetime | None) -> str | None:
+    """ISO-8601 in UTC with a ``Z``, as Marquez writes timestamps."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# --- redaction of identifiers inside visible objects -------------------------------------------------
+
+
+class Redactor:
+    """Hides identifiers of invisible namespaces inside JSON that is otherwise visible."""
+
+    def __init__(self, visibility: Visibility) -> None:
+        self.visibility = visibility
+        self._names: dict[str, bool] = {}
+
+    @property
+    def active(self) -> bool:
+        return not self.visibility.unrestricted
+
+    def sees_name(self, namespace: str) -> bool:
+        if not self.active:
+            return True
+        if namespace not in self._names:
+            pk = Namespace.objects.filter(name=namespace).values_list("pk", flat=True).first()
+            self._names[namespace] = self.visibility.sees(pk)
+        return self._names[namespace]
+
+    def prime(self, names: Iterable[str]) -> None:
+        """Look up many namespace names in one query."""
+        if not self.active:
+            return
+        wanted = sorted(set(names) - self._names.keys())
+        if not wanted:
+            return
+        found = dict(Namespace.objects.filter(name__in=wanted).values_list("name", "pk"))
+        for name in wanted:
+            self._names[name] = self.visibility.sees(found.get(name))
+
+    def identifier(self, kind: str, pk: int, namespace_id: int, namespace: str, name: str) -> JSON:
+        if self.visibility.sees(namespace_id):
+            return {"namespace": namespace, "name": name}
+        return {"namespace": REDACTED, "name": opaque_id(kind, pk)}
+
+    def scrub(self, value: Any) -> Any:
+        """``value`` with every ``{"namespace": ..., "name": ...}`` of a hidden namespace replaced."""
+        if not self.active:
+            return value
+        self.prime(_mentioned_namespaces(value))
+        return self._scrub(value)
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            ns = value.get("namespace")
+            if isinstance(ns, str) and "name" in value and not self.sees_name(ns):
+                return {"namespace": REDACTED, "name": REDACTED}
+            return {key: self._scrub(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._scrub(item) for item in value]
+        return value
+
+
+def _mentioned_namespaces(value: Any) -> set[str]:
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ns = item.get("namespace")
+            if isinstance(ns, str):
+                found.add(ns)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+# --- namespaces -------------------------------------------------------------------------------------
+
+
+def namespace_json(ns: Namespace) -> JSON:
+    return {
+        "name": ns.name,
+        "createdAt": ts(ns.created_at),
+        "updatedAt": ts(ns.updated_at),
+        "ownerName": ns.owner_name or "anonymous",
+        "description": ns.description or None,
+        "isHidden": False,
+    }
+
+
+# --- runs ------------------------------------------------------------------------------------------
+
+
+def _duration_ms(run: Run) -> int | None:
+    if run.started_at is None or run.ended_at is None:
+        return None
+    return max(0, int((run.ended_at - run.started_at).total_seconds() * 1000))
+
+
+def commit_json(commit: CodeCommit | None) -> JSON | None:
+    if commit is None:
+        return None
+    return {
+        "repoUrl": commit.repo_url,
+        "sha": commit.sha,
+        "type": commit.vcs_type,
+        "branch": commit.branch or None,
+        "tag": commit.tag or None,
+        "path": commit.path or None,
+        "url": commit.url or None,
+        "author": commit.author or None,
+        "dirty": commit.is_dirty,
+        "diffDigest": commit.diff_digest or None,
+        "firstSeenAt": ts(commit.first_seen_at),
+    }
+
+
+def runs_json(runs: Sequence[Run], redactor: Redactor, *, facets: bool = True) -> list[JSON]:
+    """Marquez ``Run`` objects, with the dataset versions each run consumed and produced.
+
+    ``runs`` must have ``job__namespace`` and ``code_commit`` selected. Four queries in all.
+    """
+    if not runs:
+        return []
+    ids = [run.pk for run in runs]
+    inputs, _ = consumed_inputs(ids)
+    outputs, _ = produced_outputs(ids)
+    dataset_ids = {item.dataset_id for item in inputs} | {row[1] for row in outputs}
+    version_ids = {item.version_id for item in inputs if item.version_id} | {row[2] for row in outputs}
+    datasets = {
+        pk: (ns_id, ns, name)
+        for pk, ns_id, ns, name in Dataset.objects.filter(pk__in=sorted(dataset_ids)).values_list(
+            "pk", "namespace_id", "namespace__name", "name"
+        )
+    }
+    versions = dict(DatasetVersion.objects.filter(pk__in=sorted(version_ids)).values_list("pk", "uuid"))
+    by_run_in: dict[int, list[JSON]] = defaultdict(list)
+    by_run_out: dict[int, list[JSON]] = defaultdict(list)
+
+    def version_ref(dataset_id: int, version_id: int | None) -> JSON:
+        ns_id, ns, name = datasets[dataset_id]
+        ident = redactor.identifier(DATASET, dataset_id, ns_id, ns, name)
+        visible = redactor.visibility.sees(ns_id)
+        version = str(versions[version_id]) if version_id and visible else None
+        return {**ident, "version": version}
+
+    for item in inputs:
+        ref = version_ref(item.dataset_id, item.version_id)
+        entry: JSON = {"datasetVersionId": ref, "facets": redactor.scrub(item.facets), "resolution": item.resolution}
+        if ref["namespace"] == REDACTED:
+            entry = {"datasetVersionId": ref, "facets": {}, "redacted": True}
+        by_run_in[item.run_id].append(entry)
+    for run_id, dataset_id, version_id, out_facets in outputs:
+        ref = version_ref(dataset_id, version_id)
+        entry = {"datasetVersionId": ref, "facets": redactor.scrub(out_facets)}
+        if ref["namespace"] == REDACTED:
+            entry = {"datasetVersionId": ref, "facets": {}, "redacted": True}
+        by_run_out[run_id].append(entry)
+    parent_ids = sorted({run.parent_id for run in runs if run.parent_id is not None})
+    parents: dict[int, tuple[str, int, str, str]] = {}
+    if parent_ids:
+        for pk, parent_run_id, ns_id, ns, name in Run.objects.filter(pk__in=parent_ids).values_list(
+            "pk", "run_id", "job__namespace_id", "job__namespace__name", "job__name"
+        ):
+            parents[pk] = (parent_run_id, ns_id, ns, name)
+    rendered = []
+    for run in runs:
+        job = run.job
+        data: JSON = {
+            "id": run.run_id,
+            "createdAt": ts(run.created_at),
+            "updatedAt": ts(run.updated_at),
+            "nominalStartTime": ts(run.nominal_start_time),
+            "nominalEndTime": ts(run.nominal_end_time),
+            "state": run.state,
+            "startedAt": ts(run.started_at),
+            "endedAt": ts(run.ended_at),
+            "durationMs": _duration_ms(run),
+            "args": {},
+            "jobVersion": {"namespace": job.namespace.name, "name": job.name},
+            "inputDatasetVersions": by_run_in.get(run.pk, []),
+            "outputDatasetVersions": by_run_out.get(run.pk, []),
+            "context": {},
+            "parentRun": _parent_json(run, parents, redactor),
+            "codeCommit": commit_json(run.code_commit),
+        }
+        if facets:
+            data["facets"] = redactor.scrub(run.facets)
+        rendered.append(data)
+    return rendered
+
+
+def _parent_json(run: Run, parents: dict[int, tuple[str, int, str, str]], redactor: Redactor) -> JSON | None:
+    if run.parent_id is not None and run.parent_id in parents:
+        run_id, ns_id, ns, name = parents[run.parent_id]
+        if not redactor.visibility.sees(ns_id):
+            return {"id": opaque_id(RUN, run.parent_id), "redacted": True}
+        return {"id": run_id, "job": {"namespace": ns, "name": name}}
+    if run.parent_run_id:
+        if run.parent_job_namespace and not redactor.sees_name(run.parent_job_namespace):
+            return {"id": REDACTED, "redacted": True}
+        job = {"namespace": run.parent_job_namespace, "name": run.parent_job_name} if run.parent_job_name else None
+        return {"id": run.parent_run_id, "job": job}
+    return None
+
+
+RUN_RELATED = ("job__namespace", "code_commit")
+"""What run querysets handed to :func:`runs_json` must ``select_related``."""
+
+
+# --- datasets ----------------------------------------------------------------------------------------
+
+
+def _fields(fields: Any) -> list[JSON]:
+    out = []
+    for item in fields or []:
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            entry = dict(item)
+            entry.setdefault("type", "")
+            entry.setdefault("tags", [])
+            out.append(entry)
+    return out
+
+
+def datasets_json(
+    datasets: Sequence[Dataset],
+    redactor: Redactor,
+    *,
+    as_of: datetime | None = None,
+    facets: bool = True,
+    symlinks: bool = True,
+) -> list[JSON]:
+    """Marquez ``Dataset`` objects (``namespace`` and ``current_version`` selected). As of an
+    instant: fields from the newest version with a schema then, current version then, that
+    version's facets."""
+    if not datasets:
+        return []
+    ids = [ds.pk for ds in datasets]
+    at = versions_at(ids, as_of) if as_of is not None else {}
+    links: dict[int, list[JSON]] = defaultdict(list)
+    if symlinks:
+        for dataset_id, ns, name, kind in DatasetSymlink.objects.filter(dataset_id__in=ids).values_list(
+            "dataset_id", "namespace", "name", "type"
+        ):
+            links[dataset_id].append({"namespace": ns, "name": name, "type": kind})
+    rendered = []
+    for ds in datasets:
+        ns = ds.namespace.name
+        current = ds.current_version
+        fields, ds_facets, updated, lifecycle = ds.fields, ds.facets, ds.updated_at, ds.lifecycle_state
+        description, deleted = ds.description, ds.is_deleted
+        if as_of is not None:
+            current, with_schema = at.get(ds.pk, (None, None))
+            fields = with_schema.fields if with_schema is not None else []
+            ds_facets = current.facets if current is not None else {}
+            updated = current.created_at if current is not None else ds.created_at
+            lifecycle = current.lifecycle_state if current is not None else ""
+            documentation = ds_facets.get("documentation") if isinstance(ds_facets, dict) else None
+            if isinstance(documentation, dict) and isinstance(documentation.get("description"), str):
+                description = documentation["description"]
+            deleted = lifecycle == "DROP"
+        data: JSON = {
+            "id": {"namespace": ns, "name": ds.name},
+            "type": ds.type,
+            "name": ds.name,
+            "physicalName": ds.physical_name or ds.name,
+            "createdAt": ts(ds.created_at),
+            "updatedAt": ts(updated),
+            "namespace": ns,
+            "sourceName": ds.source_name or ns,
+            "fields": _fields(fields),
+            "tags": list(ds.tags or []),
+            "lastModifiedAt": ts(current.created_at) if current is not None and current.run_id else None,
+            "lastLifecycleState": lifecycle or None,
+            "description": description or None,
+            "currentVersion": str(current.uuid) if current is not None else None,
+            "deleted": deleted,
+        }
+        if facets:
+            data["facets"] = redactor.scrub(ds_facets)
+        if symlinks:
+            data["symlinks"] = redactor.scrub(links.get(ds.pk, []))
+        rendered.append(data)
+    return rendered
+
+
+def dataset_versions_json(
+    versions: Sequence[DatasetVersion], dataset: Dataset, redactor: Redactor, *, with_runs: bool = True
+) -> list[JSON]:
+    """Marquez ``DatasetVersion`` objects of one dataset, each with the run that created it."""
+    if not versions:
+        return []
+    ns = dataset.namespace.name
+    changes = {
+        change.to_version_id: change
+        for change in SchemaChange.objects.filter(to_version_id__in=[v.pk for v in versions])
+    }
+    run_ids = sorted({v.run_id for v in versions if v.run_id})
+    runs: dict[int, JSON] = {}
+    producers: dict[int, tuple[str, int]] = {}
+    if run_ids:
+        rows = list(Run.objects.filter(pk__in=run_ids).select_related(*RUN_RELATED))
+        producers = {run.pk: (run.run_id, run.job.namespace_id) for run in rows}
+        if with_runs:
+            visible = [run for run in rows if redactor.visibility.sees(run.job.namespace_id)]
+            runs = {run.pk: data for run, data in zip(visible, runs_json(visible, redactor), strict=True)}
+    rendered = []
+    for version in versions:
+        change = changes.get(version.pk)
+        producer = producers.get(version.run_id) if version.run_id else None
+        data: JSON = {
+            "id": {"namespace": ns, "name": dataset.name, "version": str(version.uuid)},
+            "type": dataset.type,
+            "name": dataset.name,
+            "physicalName": dataset.physical_name or dataset.name,
+            "createdAt": ts(version.created_at),
+            "version": str(version.uuid),
+            "versionLabel": version.version,
+            "namespace": ns,
+            "sourceName": dataset.source_name or ns,
+            "fields": _fields(version.fields),
+            "tags": list(dataset.tags or []),
+            "lifecycleState": version.lifecycle_state or None,
+            "description": dataset.description or "",
+            "createdByRunId": None,
+            "facets": redactor.scrub(version.facets),
+            "schemaChange": (
+                {"level": change.level, "explanation": change.explanation, "changes": change.changes}
+                if change is not None
+                else None
+            ),
+        }
+        if producer is not None:
+            run_id, ns_id = producer
+            data["createdByRunId"] = run_id if redactor.visibility.sees(ns_id) else opaque_id(RUN, version.run_id or 0)
+        if with_runs:
+            data["createdByRun"] = runs.get(version.run_id or 0)
+        rendered.append(data)
+    return rendered
+
+
+# --- jobs ---------------------------------------------------------------------------------------------
+
+
+def _simple_name(job: Job) -> str:
+    parent = job.parent
+    if parent is not None and job.name.startswith(parent.name + ".") and len(job.name) > len(parent.name) + 1:
+        return job.name[len(parent.name) + 1 :]
+    return job.name
+
+
+def jobs_json(
+    jobs: Sequence[Job],
+    redactor: Redactor,
+    *,
+    as_of: datetime | None = None,
+    per_job: int = 100,
+    latest_runs: int = 0,
+    io: dict[int, JobIO] | None = None,
+    facets: bool = True,
+) -> list[JSON]:
+    """Marquez ``Job`` objects (``namespace`` and ``parent`` selected): inputs and outputs from the
+    job's current edges, or the edges valid ``as_of``; ``latestRun`` then. ``latestRuns`` (the
+    newest ``latest_runs`` runs) only when asked, for details."""
+    if not jobs:
+        return []
+    ids = [job.pk for job in jobs]
+    edges = io if io is not None else job_io(ids, as_of, per_job)
+    if as_of is None:
+        latest = {job.pk: job.latest_run_id for job in jobs if job.latest_run_id}
+    else:
+        latest = latest_runs_at(ids, as_of)
+    run_rows = {
+        run.pk: run for run in Run.objects.filter(pk__in=sorted(set(latest.values()))).select_related(*RUN_RELATED)
+    }
+    recent: dict[int, list[Run]] = defaultdict(list)
+    if latest_runs:
+        for job in jobs:
+            runs = Run.objects.filter(job=job).select_related(*RUN_RELATED)
+            if as_of is not None:
+                runs = runs.filter(first_event_time__lte=as_of)
+            recent[job.pk] = list(runs.order_by("-first_event_time", "-id")[:latest_runs])
+    every_run = list({run.pk: run for run in [*run_rows.values(), *(r for rs in recent.values() for r in rs)]}.values())
+    rendered_runs = dict(zip([run.pk for run in every_run], runs_json(every_run, redactor), strict=True))
+    rendered = []
+    for job in jobs:
+        ns = job.namespace.name
+        job_edges = edges.get(job.pk, JobIO())
+        parent = job.parent
+        parent_name = None
+        if parent is not None and redactor.visibility.sees(parent.namespace_id):
+            parent_name = parent.name
+        data: JSON = {
+            "id": {"namespace": ns, "name": job.name},
+            "type": job.type,
+            "name": job.name,
+            "simpleName": _simple_name(job),
+            "parentJobName": parent_name,
+            "createdAt": ts(job.created_at),
+            "updatedAt": ts(job.updated_at),
+            "namespace": ns,
+            "inputs": [redactor.identifier(DATASET, ref[2], ref[0], ref[1], ref[3]) for ref in job_edges.inputs],
+            "outputs": [redactor.identifier(DATASET, ref[2], ref[0], ref[1], ref[3]) for ref in job_edges.outputs],
+            "location": job.location or None,
+            "context": {},
+            "description": job.description or None,
+            "latestRun": rendered_runs.get(latest.get(job.pk, 0)),
+        }
+        if job_edges.truncated:
+            data["ioTruncated"] = True
+        if latest_runs:
+            data["latestRuns"] = [rendered_runs[run.pk] for run in recent.get(job.pk, [])]
+        if facets:
+            data["facets"] = redactor.scrub(job.facets)
+        rendered.append(data)
+    return rendered
+
+
+# --- graphs -------------------------------------------------------------------------------------------
+
+_NODE_TYPES = {DATASET: "DATASET", JOB: "JOB", RUN: "RUN", VERSION: "DATASET_VERSION", FIELD: "DATASET_FIELD"}
+
+
+def _placeholder(kind: str, node_id: str) -> JSON:
+    return {"id": node_id, "type": _NODE_TYPES[kind], "data": {"redacted": True}, "inEdges": [], "outEdges": []}
+
+
+def _attach_edges(nodes: dict[Key, JSON], traversal: Traversal, extra: Any = None) -> list[JSON]:
+    for (origin, destination), attrs in traversal.edges.items():
+        edge: JSON = {"origin": nodes[origin]["id"], "destination": nodes[destination]["id"]}
+        if extra is not None:
+            edge.update(extra(origin, destination, attrs))
+        nodes[origin]["outEdges"].append(edge)
+        nodes[destination]["inEdges"].append(edge)
+    return [nodes[key] for key in traversal.nodes]
+
+
+def lineage_graph_json(traversal: Traversal, redactor: Redactor, *, as_of: datetime | None = None) -> JSON:
+    """Marquez ``LineageGraph`` of jobs and datasets, plus ``truncated``.
+
+    Job nodes' ``inputs``/``outputs`` list the datasets of the returned graph (for all of a job's
+    inputs and outputs, read the job itself)."""
+    visibility = redactor.visibility
+    dataset_rows = {
+        ds.pk: ds
+        for ds in Dataset.objects.filter(pk__in=traversal.kinds(DATASET))
+        .select_related("namespace", "current_version")
+        .defer("facets", "facet_times", "current_version__facets", "current_version__facet_times")
+    }
+    job_rows = {
+        job.pk: job
+        for job in Job.objects.filter(pk__in=traversal.kinds(JOB))
+        .select_related("namespace", "parent")
+        .defer("facets", "facet_times", "parent__facets", "parent__facet_times")
+    }
+    visible_datasets = [ds for pk, ds in dataset_rows.items() if visibility.sees(ds.namespace_id)]
+    visible_jobs = [job for pk, job in job_rows.items() if visibility.sees(job.namespace_id)]
+    io: dict[int, JobIO] = {job.pk: JobIO() for job in visible_jobs}
+    for origin, destination in traversal.edges:
+        if origin[0] == DATASET and destination[1] in io and destination[0] == JOB:
+            ds = dataset_rows.get(origin[1])
+            if ds is not None:
+                io[destination[1]].inputs.append((ds.namespace_id, ds.namespace.name, ds.pk, ds.name))
+        elif origin[0] == JOB and origin[1] in io and destination[0] == DATASET:
+            ds = dataset_rows.get(destination[1])
+            if ds is not None:
+                io[origin[1]].outputs.append((ds.namespace_id, ds.namespace.name, ds.pk, ds.name))
+    for job_io_row in io.values():
+        job_io_row.inputs.sort(key=lambda ref: (ref[1], ref[3]))
+        job_io_row.outputs.sort(key=lambda ref: (ref[1], ref[3]))
+    dataset_data = dict(
+        zip(
+            [ds.pk for ds in visible_datasets],
+            datasets_json(visible_datasets, redactor, as_of=as_of, facets=False, symlinks=False),
+            strict=True,
+        )
+    )
+    job_data = dict(
+        zip(
+            [job.pk for job in visible_jobs],
+            jobs_json(visible_jobs, redactor, as_of=as_of, io=io, facets=False),
+            strict=True,
+        )
+    )
+    nodes: dict[Key, JSON] = {}
+    for key in traversal.nodes:
+        kind, pk = key
+        if kind == DATASET and pk in dataset_data:
+            ds = dataset_rows[pk]
+            node_id = f"dataset:{ds.namespace.name}:{ds.name}"
+            nodes[key] = {"id": node_id, "type": "DATASET", "data": dataset_data[pk], "inEdges": [], "outEdges": []}
+        elif kind == JOB and pk in job_data:
+            job = job_rows[pk]
+            node_id = f"job:{job.namespace.name}:{job.name}"
+            nodes[key] = {"id": node_id, "type": "JOB", "data": job_data[pk], "inEdges": [], "outEdges": []}
+        else:
+            nodes[key] = _placeholder(kind, redacted_node_id(kind, pk))
+    return {"graph": _attach_edges(nodes, traversal), "truncated": traversal.truncated}
+
+
+def column_graph_json(traversal: Traversal, redactor: Redactor) -> JSON:
+    """Marquez's column-lineage ``LineageGraph``: ``DATASET_FIELD`` nodes whose ``data`` lists the
+    field's ``inputFields`` (those reached by the traversal), plus ``truncated``."""
+    visibility = redactor.visibility
+    dataset_ids = sorted({key[1] for key in traversal.nodes})
+    datasets = {
+        ds.pk: ds
+        for ds in Dataset.objects.filter(pk__in=dataset_ids)
+        .select_related("namespace", "current_version")
+        .only("pk", "name", "fields", "namespace__name", "namespace_id", "current_version__uuid")
+    }
+
+    def node_id(key: Key) -> str:
+        ds = datasets[key[1]]
+        if not visibility.sees(ds.namespace_id):
+            return f"{FIELD}:{REDACTED}:{opaque_id(FIELD, key[1])}{opaque_id(key[2], key[1])}"
+        return f"{FIELD}:{ds.namespace.name}:{ds.name}:{key[2]}"
+
+    def version_of(ds: Dataset) -> str | None:
+        return str(ds.current_version.uuid) if ds.current_version is not None else None
+
+    inputs: dict[Key, list[tuple[Key, Any]]] = defaultdict(list)
+    for (origin, destination), attrs in traversal.edges.items():
+        inputs[destination].append((origin, attrs))
+    nodes: dict[Key, JSON] = {}
+    for key in traversal.nodes:
+        ds = datasets[key[1]]
+        if not visibility.sees(ds.namespace_id):
+            nodes[key] = _placeholder(FIELD, node_id(key))
+            continue
+        field_type = next(
+            (f.get("type") for f in ds.fields or [] if isinstance(f, dict) and f.get("name") == key[2]), None
+        )
+        sources = sorted(inputs.get(key, []), key=lambda item: node_id(item[0]))
+        first = sources[0][1] if sources else {}
+        input_fields = []
+        for origin, attrs in sources:
+            source = datasets[origin[1]]
+            if not visibility.sees(source.namespace_id):
+                input_fields.append({"id": node_id(origin), "redacted": True})
+                continue
+            input_fields.append(
+                {
+                    "namespace": source.namespace.name,
+                    "dataset": source.name,
+                    "datasetVersion": version_of(source),
+                    "field": origin[2],
+                    "transformationDescription": attrs.get("description") or None,
+                    "transformationType": attrs.get("type") or None,
+                    "transformations": redactor.scrub(attrs.get("transformations") or []),
+                }
+            )
+        data = {
+            "namespace": ds.namespace.name,
+            "dataset": ds.name,
+            "datasetVersion": version_of(ds),
+            "field": key[2],
+            "fieldType": field_type,
+            "transformationDescription": first.get("description") or None,
+            "transformationType": first.get("type") or None,
+            "inputFields": input_fields,
+        }
+        nodes[key] = {"id": node_id(key), "type": "DATASET_FIELD", "data": data, "inEdges": [], "outEdges": []}
+    return {"graph": _attach_edges(nodes, traversal), "truncated": traversal.truncated}
+
+
+# --- version-level provenance -----------------------------------------------------------------------------
+
+
+class ProvenanceRows:
+    """The rows behind a version-level traversal, fetched in a handful of queries."""
+
+    def __init__(self, traversal: Traversal, redactor: Redactor) -> None:
+        self.traversal = traversal
+        self.redactor = redactor
+        visibility = redactor.visibility
+        self.runs = {
+            run.pk: run for run in Run.objects.filter(pk__in=traversal.kinds(RUN)).select_related(*RUN_RELATED)
+        }
+        self.versions = {
+            v.pk: v
+            for v in DatasetVersion.objects.filter(pk__in=traversal.kinds(VERSION))
+            .select_related("dataset__namespace")
+            .defer("facet_times", "dataset__facets", "dataset__facet_times")
+        }
+        producer_ids = sorted({v.run_id for v in self.versions.values() if v.run_id} - self.runs.keys())
+        self.producers = {
+            pk: (run_id, ns_id)
+            for pk, run_id, ns_id in Run.objects.filter(pk__in=producer_ids).values_list(
+                "pk", "run_id", "job__namespace_id"
+            )
+        }
+        self.producers.update({pk: (run.run_id, run.job.namespace_id) for pk, run in self.runs.items()})
+        self.datasets = {
+            ds.pk: ds
+            for ds in Dataset.objects.filter(pk__in=traversal.kinds(DATASET))
+            .select_related("namespace", "current_version")
+            .defer("facets", "facet_times")
+        }
+        visible_runs = [run for run in self.runs.values() if visibility.sees(run.job.namespace_id)]
+        self.run_data = dict(zip([r.pk for r in visible_runs], runs_json(visible_runs, redactor), strict=True))
+
+    def run_visible(self, pk: int) -> bool:
+        run = self.runs.get(pk)
+        return run is not None and self.redactor.visibility.sees(run.job.namespace_id)
+
+    def run_id(self, pk: int | None) -> str | None:
+        if pk is None or pk not in self.producers:
+            return None
+        run_id, ns_id = self.producers[pk]
+        return run_id if self.redactor.visibility.sees(ns_id) else redacted_node_id(RUN, pk)
+
+    def version_visible(self, pk: int) -> bool:
+        version = self.versions.get(pk)
+        return version is not None and self.redactor.visibility.sees(version.dataset.namespace_id)
+
+    def visible(self, key: Key) -> bool:
+        kind, pk = key
+        if kind == RUN:
+            return self.run_visible(pk)
+        if kind == VERSION:
+            return self.version_visible(pk)
+        return pk in self.datasets and self.redactor.visibility.sees(self.datasets[pk].namespace_id)
+
+    def node_id(self, key: Key) -> str:
+        kind, pk = key
+        if not self.visible(key):
+            return redacted_node_id(kind, pk)
+        if kind == RUN:
+            return f"run:{self.runs[pk].run_id}"
+        if kind == VERSION:
+            v = self.versions[pk]
+            return f"{VERSION}:{v.dataset.namespace.name}:{v.dataset.name}:{v.uuid}"
+        ds = self.datasets[pk]
+        return f"dataset:{ds.namespace.name}:{ds.name}"
+
+    def version_ref(self, key: Key, attrs: Any) -> JSON:
+        """One consumed or produced dataset version, as listed in provenance."""
+        kind, pk = key
+        if not self.visible(key):
+            return {"id": redacted_node_id(kind, pk), "redacted": True}
+        if kind == VERSION:
+            v = self.versions[pk]
+            ref: JSON = {
+                "namespace": v.dataset.namespace.name,
+                "name": v.dataset.name,
+                "version": str(v.uuid),
+                "versionLabel": v.version,
+                "createdAt": ts(v.created_at),
+                "producedByRunId": self.run_id(v.run_id),
+            }
+        else:
+            ds = self.datasets[pk]
+            ref = {"namespace": ds.namespace.name, "name": ds.name, "version": None, "producedByRunId": None}
+        if attrs and attrs.get("resolution"):
+            ref["resolution"] = attrs["resolution"]
+        return ref
+
+
+def version_graph_json(traversal: Traversal, redactor: Redactor, *, root_run: int | None = None) -> JSON:
+    """The graph around a run or a dataset version: ``RUN``, ``DATASET_VERSION`` and (inputs whose
+    version is unknown) ``DATASET`` nodes; edges carry ``type`` CONSUMED (with ``resolution``:
+    declared or inferred) or PRODUCED. The root run also gets its parent run (edge PARENT) and its
+    code commit (a ``CODE_COMMIT`` node, edge EXECUTED)."""
+    rows = ProvenanceRows(traversal, redactor)
+    nodes: dict[Key, JSON] = {}
+    for key in traversal.nodes:
+        kind, pk = key
+        node_id = rows.node_id(key)
+        if not rows.visible(key):
+            nodes[key] = _placeholder(kind, node_id)
+        elif kind == RUN:
+            nodes[key] = {"id": node_id, "type": "RUN", "data": rows.run_data[pk], "inEdges": [], "outEdges": []}
+        elif kind == VERSION:
+            v = rows.versions[pk]
+            data = dataset_versions_json([v], v.dataset, redactor, with_runs=False)[0]
+            nodes[key] = {"id": node_id, "type": "DATASET_VERSION", "data": data, "inEdges": [], "outEdges": []}
+        else:
+            ds = rows.datasets[pk]
+            data = datasets_json([ds], redactor, facets=False, symlinks=False)[0]
+            nodes[key] = {"id": node_id, "type": "DATASET", "data": data, "inEdges": [], "outEdges": []}
+
+    def edge_extra(origin: Key, destination: Key, attrs: Any) -> JSON:
+        if origin[0] == RUN:
+            return {"type": "PRODUCED"}
+        extra: JSON = {"type": "CONSUMED"}
+        if attrs and attrs.get("resolution"):
+            extra["resolution"] = attrs["resolution"]
+        return extra
+
+    graph = _attach_edges(nodes, traversal, edge_extra)
+    if root_run is not None and rows.run_visible(root_run):
+        graph += _root_extras(rows.runs[root_run], nodes[(RUN, root_run)], redactor)
+    return {"graph": graph, "truncated": traversal.truncated}
+
+
+def _root_extras(run: Run, root: JSON, redactor: Redactor) -> list[JSON]:
+    extras: list[JSON] = []
+    parent = run.parent
+    if parent is not None:
+        visible = redactor.visibility.sees(parent.job.namespace_id)
+        parent_id = f"run:{parent.run_id}" if visible else redacted_node_id(RUN, parent.pk)
+        data = runs_json([parent], redactor)[0] if visible else {"redacted": True}
+        node: JSON = {"id": parent_id, "type": "RUN", "data": data, "inEdges": [], "outEdges": []}
+        edge: JSON = {"origin": parent_id, "destination": root["id"], "type": "PARENT"}
+        node["outEdges"].append(edge)
+        root["inEdges"].append(edge)
+        extras.append(node)
+    commit = run.code_commit
+    if commit is not None:
+        commit_id = f"commit:{commit.repo_url}@{commit.sha}"
+        node = {"id": commit_id, "type": "CODE_COMMIT", "data": commit_json(commit), "inEdges": [], "outEdges": []}
+        edge = {"origin": commit_id, "destination": root["id"], "type": "EXECUTED"}
+        node["outEdges"].append(edge)
+        root["inEdges"].append(edge)
+        extras.append(node)
+    return extras
+
+
+def provenance_runs_json(traversal: Traversal, redactor: Redactor) -> list[JSON]:
+    """Marquez ``UpstreamRunLineage.runs`` (the runs in upstream order, each with the dataset
+    versions it consumed and which run produced them), with our extensions: ``outputs`` (what
+    the run produced, when in the traversal), ``resolution`` of each input, ``parentRun`` and
+    ``codeCommit``."""
+    rows = ProvenanceRows(traversal, redactor)
+    consumed: dict[int, list[JSON]] = defaultdict(list)
+    produced: dict[int, list[JSON]] = defaultdict(list)
+    for (origin, destination), attrs in traversal.edges.items():
+        if destination[0] == RUN:
+            consumed[destination[1]].append(rows.version_ref(origin, attrs))
+        elif origin[0] == RUN:
+            produced[origin[1]].append(rows.version_ref(destination, attrs))
+    out = []
+    for key in traversal.nodes:
+        if key[0] != RUN:
+            continue
+        pk = key[1]
+        if not rows.run_visible(pk):
+            out.append({"run": {"id": redacted_node_id(RUN, pk)}, "redacted": True})
+            continue
+        run = rows.runs[pk]
+        data = rows.run_data[pk]
+        out.append(
+            {
+                "job": {"namespace": run.job.namespace.name, "name": run.job.name, "version": None},
+                "run": {
+                    "id": run.run_id,
+                    "start": ts(run.started_at or run.first_event_time),
+                    "end": ts(run.ended_at),
+                    "status": run.state,
+                },
+                "inputs": sorted(consumed.get(pk, []), key=_ref_order),
+                "outputs": sorted(produced.get(pk, []), key=_ref_order),
+                "parentRun": data.get("parentRun"),
+                "codeCommit": data.get("codeCommit"),
+            }
+        )
+    return out
+
+
+def _ref_order(ref: JSON) -> tuple[str, str, str]:
+    return (str(ref.get("namespace", "~")), str(ref.get("name", ref.get("id", ""))), str(ref.get("version") or ""))
