@@ -538,7 +538,7 @@ class Sender:
         problems = self.stats.lost + self.stats.rejected
         keep = []
         for target, event, holder, problems_before in self.waiters:
-            if self.resolved >= target and not self.backlog_has(target):
+            if self.resolved >= target and not self.backlog_has(target) and not self.replay_pending:
                 holder["ok"] = problems == problems_before
                 event.set()
             elif self.paused is not None or self.stopped.is_set():
@@ -577,6 +577,8 @@ class Sender:
             self._failed(result.outcome)
             return
         self.replay_pending = False
+        with self._lock:
+            self._notify()
         if result.sent:
             logger.info("custody: delivered %d events spooled by earlier processes", result.sent)
 
@@ -605,6 +607,10 @@ class Sender:
                 break
             if outcome.state != "ok":
                 break
+        if self.replay_pending and self.paused is None and deadline - time.monotonic() > 0.1:
+            result = replay(self.config, self._transport, skip=self.segment.path if self.segment else None, deadline=deadline)
+            self.stats.replayed += result.sent
+            self.replay_pending = result.remaining_segments > 0
         with self._lock:
             remaining_events = len(self.backlog)
             spilled = self.spill_offset is not None

@@ -48,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="artifacts", help="directory for the data, model and scores")
     parser.add_argument("--model-name", default="fraud-detector")
+    parser.add_argument("--n-estimators", type=int, default=120)
     parser.add_argument("--promote", action="store_true", help="request promotion to production afterwards")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -56,7 +57,7 @@ def main() -> None:
         make_transactions(data_path)
 
     custody.init()  # CUSTODY_URL / CUSTODY_TOKEN / CUSTODY_NAMESPACE
-    params = {"n_estimators": 120, "max_depth": 6, "min_samples_leaf": 5, "random_state": 0}
+    params = {"n_estimators": args.n_estimators, "max_depth": 6, "min_samples_leaf": 5, "random_state": 0}
 
     with custody.run("train-fraud-model", description="Random forest on card transactions") as run:
         df = pd.read_csv(data_path)
