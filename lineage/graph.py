@@ -766,7 +766,7 @@ def resolve_namespace_path(rest: str, visibility: Visibility) -> PathMatch:
 
 def find_dataset_version(dataset: Dataset, version: str) -> DatasetVersion:
     """A version of ``dataset`` by its UUID (Marquez's version id) or by the producer's version label."""
-    qs = DatasetVersion.objects.filter(dataset=dataset).select_related("run")
+    qs = DatasetVersion.objects.filter(dataset=dataset).select_related("dataset__namespace")
     try:
         found = qs.filter(uuid=uuid.UUID(version)).first()
     except ValueError:

@@ -675,3 +675,43 @@ def test_graph_endpoints_need_authentication(db):
     bad_token = APIClient()
     bad_token.credentials(HTTP_AUTHORIZATION="Bearer not-a-real-token")
     assert bad_token.get("/api/v1/lineage?nodeId=dataset:a:b").status_code == 401
+
+
+def _count_queries(api: APIClient, path: str, **params: Any) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get(path, params)
+    assert response.status_code == 200, response.content
+    return len(queries.captured_queries)
+
+
+def test_query_count_does_not_grow_with_the_graph(api, post_event):
+    """Rendering fetches related rows in bulk: a hub with 12 readers costs as many queries as one with 3."""
+    for hub, readers in (("small", 3), ("large", 12)):
+        events = [
+            run_event(
+                f"{hub}_reader{i}",
+                uid(100 * readers + i),
+                f"2024-01-01T00:0{i % 10}:00Z",
+                [ds("hub", hub, schema=schema("k"))],
+                [ds("out", f"{hub}{i}", version=version_facet(str(i)))],
+                namespace=hub,
+            )
+            for i in range(readers)
+        ]
+        post_all(post_event, events)
+    for path, small, large in [
+        ("/api/v1/lineage", {"nodeId": "dataset:hub:small"}, {"nodeId": "dataset:hub:large"}),
+        (
+            "/api/v1/lineage",
+            {"nodeId": "dataset:hub:small", "asOf": "2025-01-01"},
+            {"nodeId": "dataset:hub:large", "asOf": "2025-01-01"},
+        ),
+        ("/api/v1/namespaces/small/jobs", {}, {}),
+        ("/api/v1/namespaces/out/datasets", {"limit": 3}, {"limit": 12}),
+    ]:
+        if path.endswith("/jobs"):
+            assert _count_queries(api, path, **small) == _count_queries(api, "/api/v1/namespaces/large/jobs"), path
+        else:
+            assert _count_queries(api, path, **small) == _count_queries(api, path, **large), path
+    version_uuid = api.get("/api/v1/namespaces/out/datasets/large0/versions").json()["versions"][0]["version"]
+    assert _count_queries(api, "/api/v1/lineage", nodeId=f"datasetVersion:out:large0:{version_uuid}", depth=4) < 40

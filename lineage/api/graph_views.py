@@ -28,6 +28,7 @@ through them. Unknown nodes answer 404; malformed parameters 400.
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -42,11 +43,18 @@ from lineage.api.marquez import (
     version_graph_json,
 )
 from lineage.api.read_views import (
+    AS_OF,
+    DEPTH,
+    NODE_ID,
+    NODE_LIMIT,
+    WITH_DOWNSTREAM,
     ReadView,
     bool_param,
     depth_param,
     error_response,
     node_limit_param,
+    query_param,
+    read_schema,
     time_param,
     visible_run,
 )
@@ -71,6 +79,11 @@ from lineage.graph import (
 from lineage.models import Dataset, Run
 
 DEFAULT_DEPTH = 20
+
+# For LineageView.get (in ingest_views), which answers GET /api/v1/lineage with lineage_graph_response.
+lineage_graph_schema = read_schema(
+    "getLineage", "Lineage graph around a node", NODE_ID, DEPTH, WITH_DOWNSTREAM, NODE_LIMIT, AS_OF
+)
 
 
 def lineage_graph_response(request: Request) -> Response:
@@ -106,6 +119,7 @@ class ColumnLineageView(ReadView):
     from all its fields. ``depth`` counts field-to-field hops (default 20); ``limit`` as for
     ``/lineage``. Column lineage is not versioned, so ``asOf`` is refused (400)."""
 
+    @read_schema("getColumnLineage", "Column lineage graph", NODE_ID, DEPTH, WITH_DOWNSTREAM, NODE_LIMIT)
     def get(self, request: Request) -> Response:
         visibility = visibility_for(request.user)
         node = resolve_node_id(request.query_params.get("nodeId", ""), visibility, (FIELD, DATASET))
@@ -141,6 +155,7 @@ class RunProvenanceView(ReadView):
     ``{"run": <Marquez Run>, "runs": [<UpstreamRunLineage entries, extended>], "truncated"}``.
     Runs of hidden jobs answer 404; hidden ancestors are redacted placeholders."""
 
+    @read_schema("getRunProvenance", "Version-level provenance of a run", DEPTH, NODE_LIMIT)
     def get(self, request: Request, rest: str) -> Response:
         if not rest.endswith("/provenance"):
             return error_response(InvalidQuery("Expected /api/v1/runs/{id}/provenance."))
@@ -163,6 +178,9 @@ class RunLineageUpstreamView(ReadView):
     """``GET /api/v1/runlineage/upstream?runId=&depth=`` (Marquez ``UpstreamRunLineage``): the run
     and the runs upstream of it, each with the dataset versions it consumed."""
 
+    @read_schema(
+        "getRunLineageUpstream", "Upstream runs of a run", query_param("runId", OpenApiTypes.STR, "The run."), DEPTH
+    )
     def get(self, request: Request) -> Response:
         visibility = visibility_for(request.user)
         run_id = request.query_params.get("runId") or ""

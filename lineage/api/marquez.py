@@ -301,7 +301,9 @@ def datasets_json(
     for ds in datasets:
         ns = ds.namespace.name
         current = ds.current_version
-        fields, ds_facets, updated, lifecycle = ds.fields, ds.facets, ds.updated_at, ds.lifecycle_state
+        fields, updated, lifecycle = ds.fields, ds.updated_at, ds.lifecycle_state
+        # Facets may be deferred (graph nodes omit them): touch them only when rendering them.
+        ds_facets: Any = ds.facets if facets and as_of is None else {}
         description, deleted = ds.description, ds.is_deleted
         if as_of is not None:
             current, with_schema = at.get(ds.pk, (None, None))
@@ -339,12 +341,12 @@ def datasets_json(
 
 
 def dataset_versions_json(
-    versions: Sequence[DatasetVersion], dataset: Dataset, redactor: Redactor, *, with_runs: bool = True
+    versions: Sequence[DatasetVersion], redactor: Redactor, *, with_runs: bool = True
 ) -> list[JSON]:
-    """Marquez ``DatasetVersion`` objects of one dataset, each with the run that created it."""
+    """Marquez ``DatasetVersion`` objects (``dataset__namespace`` selected), each with the run that
+    created it (``createdByRun``, unless ``with_runs`` is false) and the schema change it brought."""
     if not versions:
         return []
-    ns = dataset.namespace.name
     changes = {
         change.to_version_id: change
         for change in SchemaChange.objects.filter(to_version_id__in=[v.pk for v in versions])
@@ -360,6 +362,8 @@ def dataset_versions_json(
             runs = {run.pk: data for run, data in zip(visible, runs_json(visible, redactor), strict=True)}
     rendered = []
     for version in versions:
+        dataset = version.dataset
+        ns = dataset.namespace.name
         change = changes.get(version.pk)
         producer = producers.get(version.run_id) if version.run_id else None
         data: JSON = {
@@ -717,6 +721,22 @@ def version_graph_json(traversal: Traversal, redactor: Redactor, *, root_run: in
     declared or inferred) or PRODUCED. The root run also gets its parent run (edge PARENT) and its
     code commit (a ``CODE_COMMIT`` node, edge EXECUTED)."""
     rows = ProvenanceRows(traversal, redactor)
+    visible_versions = [rows.versions[key[1]] for key in traversal.nodes if key[0] == VERSION and rows.visible(key)]
+    version_data = dict(
+        zip(
+            [v.pk for v in visible_versions],
+            dataset_versions_json(visible_versions, redactor, with_runs=False),
+            strict=True,
+        )
+    )
+    visible_datasets = [rows.datasets[key[1]] for key in traversal.nodes if key[0] == DATASET and rows.visible(key)]
+    dataset_data = dict(
+        zip(
+            [ds.pk for ds in visible_datasets],
+            datasets_json(visible_datasets, redactor, facets=False, symlinks=False),
+            strict=True,
+        )
+    )
     nodes: dict[Key, JSON] = {}
     for key in traversal.nodes:
         kind, pk = key
@@ -726,12 +746,10 @@ def version_graph_json(traversal: Traversal, redactor: Redactor, *, root_run: in
         elif kind == RUN:
             nodes[key] = {"id": node_id, "type": "RUN", "data": rows.run_data[pk], "inEdges": [], "outEdges": []}
         elif kind == VERSION:
-            v = rows.versions[pk]
-            data = dataset_versions_json([v], v.dataset, redactor, with_runs=False)[0]
+            data = version_data[pk]
             nodes[key] = {"id": node_id, "type": "DATASET_VERSION", "data": data, "inEdges": [], "outEdges": []}
         else:
-            ds = rows.datasets[pk]
-            data = datasets_json([ds], redactor, facets=False, symlinks=False)[0]
+            data = dataset_data[pk]
             nodes[key] = {"id": node_id, "type": "DATASET", "data": data, "inEdges": [], "outEdges": []}
 
     def edge_extra(origin: Key, destination: Key, attrs: Any) -> JSON:

@@ -24,6 +24,8 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -50,6 +52,37 @@ JOB_RUNS_IN_DETAIL = 10
 JOB_IO_IN_LISTS = 100
 
 _ERROR_NAMES = {400: "bad_request", 404: "not_found"}
+
+
+# --- OpenAPI documentation (drf-spectacular) ---------------------------------------------------------
+
+
+def read_schema(operation_id: str, summary: str, *parameters: OpenApiParameter) -> Any:
+    """Document a read endpoint: JSON object responses (Marquez shapes) and the common errors."""
+    return extend_schema(
+        operation_id=operation_id,
+        summary=summary,
+        parameters=list(parameters),
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="Marquez-compatible JSON."),
+            400: OpenApiResponse(description="A malformed parameter (the detail names it)."),
+            401: OpenApiResponse(description="No or invalid bearer token."),
+            404: OpenApiResponse(description="Unknown, or in a namespace the caller cannot see."),
+        },
+    )
+
+
+def query_param(name: str, kind: Any, description: str) -> OpenApiParameter:
+    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, description=description)
+
+
+LIMIT = query_param("limit", OpenApiTypes.INT, "Page size (default 100, at most 1000).")
+OFFSET = query_param("offset", OpenApiTypes.INT, "Rows to skip (default 0).")
+AS_OF = query_param("asOf", OpenApiTypes.DATETIME, "Read the object as it was at this instant (ISO-8601).")
+DEPTH = query_param("depth", OpenApiTypes.INT, "Edge hops from the node (default 20).")
+NODE_LIMIT = query_param("limit", OpenApiTypes.INT, "Most nodes to return (capped by CUSTODY_LINEAGE_NODE_LIMIT).")
+NODE_ID = query_param("nodeId", OpenApiTypes.STR, "dataset:<ns>:<name>, job:<ns>:<name>, run:<id>, datasetField:...")
+WITH_DOWNSTREAM = query_param("withDownstream", OpenApiTypes.BOOL, "Include downstream lineage.")
 
 
 # --- errors and parameters ---------------------------------------------------------------------------
@@ -158,6 +191,7 @@ def node_limit_param(request: Request) -> int:
 class NamespaceListView(ReadView):
     """``GET /api/v1/namespaces``: the namespaces the caller can see (Marquez ``NamespaceList``)."""
 
+    @read_schema("getNamespaces", "List namespaces", LIMIT, OFFSET)
     def get(self, request: Request) -> Response:
         visibility = visibility_for(request.user)
         limit, offset = paging(request)
@@ -180,6 +214,7 @@ class NamespaceTreeView(ReadView):
     - Hidden namespaces and their contents answer 404.
     """
 
+    @read_schema("getNamespaceTree", "A namespace, its datasets, versions, jobs and runs", LIMIT, OFFSET, AS_OF)
     def get(self, request: Request, rest: str) -> Response:
         visibility = visibility_for(request.user)
         match = resolve_namespace_path(rest, visibility)
@@ -209,14 +244,14 @@ class NamespaceTreeView(ReadView):
         assert isinstance(dataset, Dataset)
         limit, offset = paging(request)
         qs = DatasetVersion.objects.filter(dataset=dataset).order_by("-created_at", "-uuid")
-        rows = list(qs[offset : offset + limit])
-        return Response({"versions": dataset_versions_json(rows, dataset, redactor), "totalCount": qs.count()})
+        rows = list(qs.select_related("dataset__namespace")[offset : offset + limit])
+        return Response({"versions": dataset_versions_json(rows, redactor), "totalCount": qs.count()})
 
     def _dataset_version(self, request: Request, match: PathMatch, redactor: Redactor) -> Response:
         dataset = match.obj
         assert isinstance(dataset, Dataset)
         version = find_dataset_version(dataset, match.version)
-        return Response(dataset_versions_json([version], dataset, redactor)[0])
+        return Response(dataset_versions_json([version], redactor)[0])
 
     def _dataset_version_provenance(self, request: Request, match: PathMatch, redactor: Redactor) -> Response:
         from lineage.api.graph_views import dataset_version_provenance
@@ -278,6 +313,9 @@ class RunTreeView(ReadView):
     """``GET /api/v1/jobs/runs/{id}`` (Marquez ``Run``) and ``/jobs/runs/{id}/facets?type=run|job``
     (Marquez ``FacetsResult``; ``type`` defaults to run). Runs of hidden jobs answer 404."""
 
+    @read_schema(
+        "getRunOrFacets", "A run, or its run or job facets", query_param("type", OpenApiTypes.STR, "run or job")
+    )
     def get(self, request: Request, rest: str) -> Response:
         visibility = visibility_for(request.user)
         redactor = Redactor(visibility)
@@ -301,6 +339,17 @@ class SearchView(ReadView):
     datasets) field names match ``q``. Full-text on PostgreSQL, substring elsewhere. Only visible
     namespaces are searched."""
 
+    @read_schema(
+        "search",
+        "Search datasets and jobs",
+        query_param("q", OpenApiTypes.STR, "Text to search for."),
+        query_param("filter", OpenApiTypes.STR, "DATASET or JOB."),
+        query_param("sort", OpenApiTypes.STR, "NAME or UPDATE_AT."),
+        LIMIT,
+        query_param("namespace", OpenApiTypes.STR, "Only this namespace."),
+        query_param("before", OpenApiTypes.DATE, "Updated before this date."),
+        query_param("after", OpenApiTypes.DATE, "Updated after this date."),
+    )
     def get(self, request: Request) -> Response:
         q = request.query_params.get("q")
         if q is None or not q.strip():
@@ -335,6 +384,15 @@ class LineageEventsView(ReadView):
     payload: then it is shorter than ``limit`` and ``truncated`` is true (continue at
     ``offset + len(events)``)."""
 
+    @read_schema(
+        "getLineageEvents",
+        "List received OpenLineage events",
+        query_param("before", OpenApiTypes.DATETIME, "Events before this instant."),
+        query_param("after", OpenApiTypes.DATETIME, "Events after this instant."),
+        query_param("sortDirection", OpenApiTypes.STR, "asc or desc (default)."),
+        LIMIT,
+        OFFSET,
+    )
     def get(self, request: Request) -> Response:
         visibility = visibility_for(request.user)
         limit, offset = paging(request)
