@@ -6,6 +6,7 @@ Embedded defaults (no environment at all): SQLite under ``var/``, a filesystem C
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -41,8 +42,7 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "SECRET_KEY is not set. Set it in the environment (DEBUG is off, so the development "
-            "default is refused)."
+            "SECRET_KEY is not set. Set it in the environment (DEBUG is off, so the development default is refused)."
         )
     SECRET_KEY = DEV_SECRET_KEY
 elif SECRET_KEY == DEV_SECRET_KEY and not DEBUG:
@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "guardian",
     "django_celery_beat",
     "lineage",
+    "governance.core",
     "governance.accounts",
 ]
 
@@ -133,10 +134,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-try:
+with contextlib.suppress(OSError):  # read-only deployments collect static files elsewhere
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-except OSError:  # read-only deployments collect static files elsewhere
-    pass
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -181,6 +180,9 @@ BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    for folder in ("queue", "processed"):
+        with contextlib.suppress(OSError):
+            (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),

@@ -54,7 +54,9 @@ class ApiToken(models.Model):
         return f"{self.prefix}… ({self.user}{', ' + self.label if self.label else ''})"
 
     @classmethod
-    def issue(cls, user: object, label: str = "", scope: str = "full", expires_at: object = None) -> tuple[ApiToken, str]:
+    def issue(
+        cls, user: object, label: str = "", scope: str = "full", expires_at: object = None
+    ) -> tuple[ApiToken, str]:
         """Create a token; returns the row and the raw token, which is never stored."""
         raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token = cls.objects.create(

@@ -25,8 +25,7 @@ class TokenScopePermission(BasePermission):
                 self.message = "This token is ingest-only: it may only post lineage events."
                 return False
             return True
-        if token.scope == ApiToken.Scope.READ:
-            if request.method not in SAFE_METHODS:
-                self.message = "This token is read-only."
-                return False
+        if token.scope == ApiToken.Scope.READ and request.method not in SAFE_METHODS:
+            self.message = "This token is read-only."
+            return False
         return True

@@ -71,6 +71,10 @@ class LineageView(APIView):
             return _error_response(outcome.error)
         return Response({"status": outcome.status, "digest": outcome.digest}, status=201)
 
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT},
+        summary="The lineage graph around a node (Marquez-compatible; plus asOf and truncated)",
+    )
     def get(self, request: Request) -> Response:
         return lineage_graph_response(request)
 

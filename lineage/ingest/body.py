@@ -18,7 +18,9 @@ def _too_large(limit: int, what: str = "Request body") -> BodyTooLarge:
     return BodyTooLarge(f"{what} exceeds the limit of {limit} bytes ({limit // (1024 * 1024)} MiB).")
 
 
-def read_limited(stream: Readable, limit: int, content_encoding: str = "", content_length: int | None = None) -> bytearray:
+def read_limited(
+    stream: Readable, limit: int, content_encoding: str = "", content_length: int | None = None
+) -> bytearray:
     """Read at most ``limit`` bytes of (decompressed) body; raise BodyTooLarge beyond it.
 
     Decompression is streamed with ``max_length`` so a gzip bomb is stopped at the limit instead
@@ -52,6 +54,6 @@ def read_limited(stream: Readable, limit: int, content_encoding: str = "", conte
                 raise MalformedBody(f"Body is not valid {encoding} data: {exc}.") from exc
         if len(out) > limit:
             raise _too_large(limit, "Request body (decompressed)" if decompressor else "Request body")
-    if decompressor is not None and not decompressor.eof and out:
+    if decompressor is not None and not decompressor.eof:
         raise MalformedBody(f"Body is truncated {encoding} data.")
     return out

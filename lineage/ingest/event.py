@@ -63,9 +63,7 @@ def kind_from_schema_url(schema_url: str | None) -> str:
     if last in EVENT_KINDS:
         return last
     if last.endswith("Event"):
-        raise InvalidEvent(
-            f"unknown event type {last!r}; expected one of {', '.join(EVENT_KINDS)}", field="schemaURL"
-        )
+        raise InvalidEvent(f"unknown event type {last!r}; expected one of {', '.join(EVENT_KINDS)}", field="schemaURL")
     return "RunEvent"
 
 

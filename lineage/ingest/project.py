@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from itertools import pairwise
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, models, transaction
@@ -20,9 +21,9 @@ from django.utils import timezone
 
 from lineage.ingest.errors import InvalidEvent
 from lineage.ingest.event import (
+    _NAMESPACE_FORBIDDEN,
     DatasetMention,
     ParsedEvent,
-    _NAMESPACE_FORBIDDEN,
     parse_event_time,
 )
 from lineage.ingest.facets import merge_facets
@@ -71,6 +72,12 @@ def lock_or_create(model: type[M], lookup: dict[str, Any], defaults: dict[str, A
             return model._default_manager.create(**lookup, **defaults), True
     except IntegrityError:
         return model._default_manager.select_for_update().get(**lookup), False
+
+
+def widen_lifetime(model: type[models.Model], pk: int, at: datetime) -> None:
+    """Stretch a row's [created_at, updated_at] to include ``at`` (min/max: order-independent)."""
+    model._default_manager.filter(pk=pk, created_at__gt=at).update(created_at=at)
+    model._default_manager.filter(pk=pk, updated_at__lt=at).update(updated_at=at)
 
 
 def _str(value: Any) -> str:
@@ -177,8 +184,8 @@ class Projector:
         dataset, created = Dataset.objects.get_or_create(
             namespace=ns, name=name, defaults={"created_at": at, "updated_at": at, "physical_name": name}
         )
-        if not created and at < dataset.created_at:
-            Dataset.objects.filter(pk=dataset.pk, created_at__gt=at).update(created_at=at)
+        if not created and not dataset.created_at <= at <= dataset.updated_at:
+            widen_lifetime(Dataset, dataset.pk, at)
         return dataset
 
     @staticmethod
@@ -284,7 +291,7 @@ class Projector:
         job = self._job(event.job_namespace, event.job_name, event.job_facets, at)
         run, moved = self._run(event, job)
         datasets = self._mentioned_datasets(event, at)
-        for index, mention in enumerate(event.inputs):
+        for mention in event.inputs:
             self._run_input(run, datasets[mention.key], mention, at)
         for index, mention in enumerate(event.outputs):
             dataset = datasets[mention.key]
@@ -331,8 +338,9 @@ class Projector:
                 run.ended_at = at if klass == 2 else None
             if klass == 1 and (run.started_at is None or at < run.started_at):
                 run.started_at = at
+        self._reference_parent_job(job, event.run_facets, at)
         if merge_facets(run.facets, run.facet_times, event.run_facets, at):
-            self._derive_run_fields(run, job, at)
+            self._derive_run_fields(run)
         if run.code_commit_id is None:
             run.code_commit = self._code_commit(event.job_facets, event.run_facets, at)
         run.updated_at = now
@@ -341,29 +349,36 @@ class Projector:
             Run.objects.filter(parent_run_id=run.run_id, parent__isnull=True).update(parent=run)
         return run, moved
 
-    def _derive_run_fields(self, run: Run, job: Job, at: datetime) -> None:
+    @staticmethod
+    def _derive_run_fields(run: Run) -> None:
         nominal = _facet(run.facets, "nominalTime")
         run.nominal_start_time = _lenient_time(nominal.get("nominalStartTime"))
         run.nominal_end_time = _lenient_time(nominal.get("nominalEndTime"))
         parent = _facet(run.facets, "parent") or _facet(run.facets, "parentRun")
         parent_run_id = _str(_facet(parent, "run").get("runId"))[:255]
-        if parent_run_id and parent_run_id != run.run_id and parent_run_id != run.parent_run_id:
+        if parent_run_id != run.parent_run_id and parent_run_id != run.run_id:
             parent_job = _facet(parent, "job")
             run.parent_run_id = parent_run_id
             run.parent_job_namespace = _str(parent_job.get("namespace"))[:1024]
             run.parent_job_name = _str(parent_job.get("name"))[:1024]
-            run.parent = Run.objects.filter(run_id=parent_run_id).first()
-            if run.parent_job_namespace and run.parent_job_name and job.parent_id is None:
-                ns, name = _check_identifier(
-                    run.parent_job_namespace, run.parent_job_name, "run.facets.parent.job"
-                )
-                parent_ns = self.namespace(ns, at)
-                parent_job_row, _ = Job.objects.get_or_create(
-                    namespace=parent_ns, name=name, defaults={"created_at": at, "updated_at": at}
-                )
-                if parent_job_row.pk != job.pk:
-                    Job.objects.filter(pk=job.pk).update(parent=parent_job_row)
-                    job.parent = parent_job_row
+            run.parent = Run.objects.filter(run_id=parent_run_id).first() if parent_run_id else None
+
+    def _reference_parent_job(self, job: Job, run_facets: dict[str, Any], at: datetime) -> None:
+        """A `parent` facet names the parent job: create it if unknown, and make it this job's parent
+        when this is the newest reference (ties broken by identity, so order never matters)."""
+        parent_job = _facet(_facet(run_facets, "parent") or _facet(run_facets, "parentRun"), "job")
+        if not parent_job:
+            return
+        ns, name = _check_identifier(parent_job.get("namespace"), parent_job.get("name"), "run.facets.parent.job")
+        row, created = Job.objects.get_or_create(
+            namespace=self.namespace(ns, at), name=name, defaults={"created_at": at, "updated_at": at}
+        )
+        if not created and not row.created_at <= at <= row.updated_at:
+            widen_lifetime(Job, row.pk, at)
+        rank = f"{at.isoformat()}|{ns}\x00{name}"
+        if row.pk != job.pk and rank > job.parent_rank:
+            Job.objects.filter(pk=job.pk).update(parent=row, parent_rank=rank)
+            job.parent, job.parent_rank = row, rank
 
     @staticmethod
     def _code_commit(job_facets: dict[str, Any], run_facets: dict[str, Any], at: datetime) -> CodeCommit | None:
@@ -453,8 +468,13 @@ class Projector:
             if row is None:
                 to_create.append(
                     ColumnLineage(
-                        dataset=dataset, field=key[0], input_dataset_id=key[1], input_field=key[2],
-                        run=run, event_time=at, **values,
+                        dataset=dataset,
+                        field=key[0],
+                        input_dataset_id=key[1],
+                        input_field=key[2],
+                        run=run,
+                        event_time=at,
+                        **values,
                     )
                 )
             elif at >= row.event_time:
@@ -488,13 +508,19 @@ class Projector:
         declared += [(datasets[m.key], JobDatasetEdge.Direction.OUT) for m in event.outputs]
         for dataset, direction in declared:
             static = JobDatasetEdge.objects.select_for_update().filter(
-                job=job, dataset=dataset, direction=direction, source=JobDatasetEdge.Source.STATIC,
+                job=job,
+                dataset=dataset,
+                direction=direction,
+                source=JobDatasetEdge.Source.STATIC,
                 valid_to__isnull=True,
             )
             edge = static.first()
             if edge is None:
                 JobDatasetEdge.objects.create(
-                    job=job, dataset=dataset, direction=direction, source=JobDatasetEdge.Source.STATIC,
+                    job=job,
+                    dataset=dataset,
+                    direction=direction,
+                    source=JobDatasetEdge.Source.STATIC,
                     valid_from=at,
                 )
             elif at < edge.valid_from:
@@ -523,7 +549,7 @@ def rebuild_schema_changes(dataset: Dataset) -> None:
     """Recompute every schema change of a dataset from its versions (after a late version)."""
     versions = list(dataset.versions.exclude(schema_digest="").order_by("created_at", "uuid"))
     SchemaChange.objects.filter(dataset=dataset).delete()
-    for before, after in zip(versions, versions[1:], strict=False):
+    for before, after in pairwise(versions):
         _record_schema_change(dataset, before, after)
 
 

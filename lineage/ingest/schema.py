@@ -111,5 +111,7 @@ def _explain(level: str, changes: list[dict[str, Any]]) -> str:
     parts = []
     for change in changes:
         nullability = "nullable" if change.get("after") is True else "required"
-        parts.append(_PHRASES[change["kind"]].format(nullability=nullability, **{"before": None, "after": None, **change}))
+        parts.append(
+            _PHRASES[change["kind"]].format(nullability=nullability, **{"before": None, "after": None, **change})
+        )
     return f"{_WHY[level]}: " + "; ".join(parts) + "."

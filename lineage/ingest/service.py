@@ -112,9 +112,7 @@ def _store_and_project(prepared: list[_Prepared], user: Any) -> dict[int, Outcom
     results: dict[int, Outcome] = {}
     created: list[RawEvent] = []
     with transaction.atomic():
-        known = set(
-            RawEvent.objects.filter(digest__in=[p.digest for p in prepared]).values_list("digest", flat=True)
-        )
+        known = set(RawEvent.objects.filter(digest__in=[p.digest for p in prepared]).values_list("digest", flat=True))
         projector = Projector()
         now = timezone.now()
         for item in prepared:
@@ -161,5 +159,3 @@ def _raw_event(item: _Prepared, user: Any, now: Any) -> RawEvent:
         payload=event.payload,
         submitted_by=user if getattr(user, "pk", None) else None,
     )
-
-

@@ -111,6 +111,7 @@ class Migration(migrations.Migration):
                 ('created_at', models.DateTimeField()),
                 ('updated_at', models.DateTimeField()),
                 ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='children', to='lineage.job')),
+                ('parent_rank', models.CharField(blank=True, default='', help_text='Event time and identity of the newest parent reference.', max_length=2100)),
                 ('namespace', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='jobs', to='lineage.namespace')),
             ],
             options={

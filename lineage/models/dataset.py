@@ -102,9 +102,7 @@ class SchemaChange(models.Model):
 
     class Meta:
         ordering = ["dataset_id", "created_at", "id"]
-        constraints = [
-            models.UniqueConstraint(fields=["from_version", "to_version"], name="uniq_schema_change_pair")
-        ]
+        constraints = [models.UniqueConstraint(fields=["from_version", "to_version"], name="uniq_schema_change_pair")]
 
     def __str__(self) -> str:
         return f"{self.level}: {self.explanation[:80]}"

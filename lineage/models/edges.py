@@ -22,6 +22,9 @@ class RunInput(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "dataset"], name="uniq_run_input")]
         indexes = [models.Index(fields=["dataset", "first_seen_at"], name="runinput_dataset_idx")]
 
+    def __str__(self) -> str:
+        return f"run {self.run_id} read dataset {self.dataset_id}"
+
 
 class RunOutput(models.Model):
     """Version level: a run wrote a dataset version."""
@@ -36,6 +39,9 @@ class RunOutput(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "dataset"], name="uniq_run_output")]
         indexes = [models.Index(fields=["dataset", "first_seen_at"], name="runoutput_dataset_idx")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} wrote dataset {self.dataset_id}"
 
 
 class JobDatasetEdge(models.Model):
@@ -104,3 +110,6 @@ class ColumnLineage(models.Model):
             )
         ]
         indexes = [models.Index(fields=["input_dataset", "input_field"], name="cll_input_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset_id}.{self.field} ← {self.input_dataset_id}.{self.input_field}"

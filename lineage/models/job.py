@@ -17,9 +17,10 @@ class Job(models.Model):
     facets = models.JSONField(default=dict)
     facet_times = models.JSONField(default=dict)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
-    latest_run = models.ForeignKey(
-        "lineage.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    parent_rank = models.CharField(
+        max_length=2100, blank=True, default="", help_text="Event time and identity of the newest parent reference."
     )
+    latest_run = models.ForeignKey("lineage.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 
