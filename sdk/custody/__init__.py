@@ -26,7 +26,7 @@ from custody._version import PRODUCER, __version__
 # pyright understand without importing ``typing``.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Mapping, Optional, TypeVar, Union, overload
+    from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar, Union, overload
 
     from custody.client import Client, DatasetRef, ModelVersion, ParentRef, Run
     from custody.config import Config
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     F = TypeVar("F", bound=Callable[..., Any])
 else:
 
-    def overload(func):  # noqa: D103 - typing.overload without importing typing
+    def overload(func):
         return func
 
 
@@ -89,7 +89,9 @@ def init(
     from custody.client import Client
     from custody.config import Config
 
-    config = Config.resolve(url=url, token=token, namespace=namespace, disabled=disabled, spool_dir=spool_dir, **options)
+    config = Config.resolve(
+        url=url, token=token, namespace=namespace, disabled=disabled, spool_dir=spool_dir, **options
+    )
     with _lock:
         previous = _client
         _client = Client(config)
@@ -146,10 +148,10 @@ def run(
 @overload
 def track(func: F) -> F: ...
 @overload
-def track(
+def track(  # noqa: F811
     func: None = None, *, name: Optional[str] = None, namespace: Optional[str] = None, description: Optional[str] = None
 ) -> Callable[[F], F]: ...
-def track(
+def track(  # noqa: F811
     func: Optional[F] = None,
     *,
     name: Optional[str] = None,
@@ -214,7 +216,7 @@ def log_metric(key: str, value: Any, step: Optional[int] = None) -> None:
     _require_run("log_metric").log_metric(key, value, step)
 
 
-def input(namespace: Any, name: Optional[str] = None, **kwargs: Any) -> DatasetRef:  # noqa: A001
+def input(namespace: Any, name: Optional[str] = None, **kwargs: Any) -> DatasetRef:
     return _require_run("input").input(namespace, name, **kwargs)
 
 
@@ -264,7 +266,9 @@ def record_deployment(
     **extra: Any,
 ) -> Any:
     """``POST /api/v1/deployments/``; raises :class:`Conflict` when the server refuses (e.g. no live approval)."""
-    return get_client().record_deployment(model, version, environment=environment, target=target, namespace=namespace, **extra)
+    return get_client().record_deployment(
+        model, version, environment=environment, target=target, namespace=namespace, **extra
+    )
 
 
 def shutdown(timeout: Optional[float] = None) -> bool:
@@ -305,7 +309,7 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def __dir__() -> list:
+def __dir__() -> List[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 

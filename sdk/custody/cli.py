@@ -22,7 +22,9 @@ from custody.errors import CustodyError, FeatureUnavailable, HTTPError, ServerUn
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return Config.resolve(url=args.url, token=args.token, namespace=getattr(args, "namespace", None), spool_dir=args.spool_dir)
+    return Config.resolve(
+        url=args.url, token=args.token, namespace=getattr(args, "namespace", None), spool_dir=args.spool_dir
+    )
 
 
 def _transport(config: Config, timeout: Optional[float] = None) -> Any:
@@ -126,8 +128,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         lines: List[str] = [
             f"custody {__version__}",
-            f"server     {config.base_url}  " + (
-                f"reachable ({server.get('latency_ms')} ms)" if server["reachable"] else f"UNREACHABLE {server.get('error', '')}"
+            f"server     {config.base_url}  "
+            + (
+                f"reachable ({server.get('latency_ms')} ms)"
+                if server["reachable"]
+                else f"UNREACHABLE {server.get('error', '')}"
             ),
             f"token      {server.get('token', 'not checked')}",
             f"namespace  {config.namespace}" + ("  (CUSTODY_DISABLED: recording is off)" if config.disabled else ""),
@@ -151,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--spool-dir", help="spool directory (default: CUSTODY_SPOOL_DIR or ~/.cache/custody)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    gate = sub.add_parser("gate", parents=[common], help="exit 0 only if the model version has a live approval for the environment")
+    gate = sub.add_parser(
+        "gate", parents=[common], help="exit 0 only if the model version has a live approval for the environment"
+    )
     gate.add_argument("--model", required=True)
     gate.add_argument("--version", required=True, dest="version")
     gate.add_argument("--env", required=True, help="target environment, e.g. production")

@@ -161,9 +161,7 @@ class Run:
     def __exit__(
         self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
     ) -> None:
-        if exc is None:
-            self.end("COMPLETE")
-        elif isinstance(exc, SystemExit) and exc.code in (None, 0):
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (None, 0)):
             self.end("COMPLETE")
         elif isinstance(exc, (KeyboardInterrupt, GeneratorExit)):
             self.end("ABORT", exc)
@@ -222,7 +220,13 @@ class Run:
             host = client.plugins()
             if host is not None:
                 found = host.merged(
-                    "custody_dataset_facets", data=data, namespace=ns, name=nm, role=role, digest=digest, config=client.config
+                    "custody_dataset_facets",
+                    data=data,
+                    namespace=ns,
+                    name=nm,
+                    role=role,
+                    digest=digest,
+                    config=client.config,
                 )
                 if not found:
                     logger.debug("custody: no plugin describes data of type %s", type(data).__name__)
@@ -259,7 +263,7 @@ class Run:
     def log_model(
         self,
         name: str,
-        path: Optional[Union[str, os.PathLike]] = None,
+        path: Optional[Union[str, os.PathLike[str]]] = None,
         *,
         model: Any = None,
         version: Optional[str] = None,
@@ -338,7 +342,9 @@ class Run:
             )
         dataset: Dict[str, Any] = {"namespace": self.namespace, "name": f"models/{name}", "facets": facets}
         if size is not None:
-            dataset["outputFacets"] = {"outputStatistics": ol_facet("1-0-2/OutputStatisticsOutputDatasetFacet", size=size)}
+            dataset["outputFacets"] = {
+                "outputStatistics": ol_facet("1-0-2/OutputStatisticsOutputDatasetFacet", size=size)
+            }
         client._put(("model", self, dataset, json_safe(dict(metrics or {})), time.time()))
         return result
 
@@ -403,7 +409,9 @@ class Client:
                         self._plugins = PluginHost(self.config.disable_plugins)
                     except Exception as exc:
                         self._plugins_failed = True
-                        logger.warning("custody: plugins are unavailable (%s: %s); recording without them", type(exc).__name__, exc)
+                        logger.warning(
+                            "custody: plugins are unavailable (%s: %s); recording without them", type(exc).__name__, exc
+                        )
         return self._plugins
 
     def start(self) -> None:
@@ -435,7 +443,10 @@ class Client:
             try:
                 parent = ParentRef.parse(os.environ["OPENLINEAGE_PARENT_ID"])
             except ValueError:
-                logger.warning("custody: OPENLINEAGE_PARENT_ID=%r is not namespace/name/runId; ignored", os.environ["OPENLINEAGE_PARENT_ID"])
+                logger.warning(
+                    "custody: OPENLINEAGE_PARENT_ID=%r is not namespace/name/runId; ignored",
+                    os.environ["OPENLINEAGE_PARENT_ID"],
+                )
         return Run(
             self,
             name,
@@ -458,7 +469,11 @@ class Client:
         return bool(self.sender.flush(timeout))
 
     def status(self) -> Dict[str, Any]:
-        out: Dict[str, Any] = {"url": self.config.base_url, "namespace": self.config.namespace, "disabled": self.config.disabled}
+        out: Dict[str, Any] = {
+            "url": self.config.base_url,
+            "namespace": self.config.namespace,
+            "disabled": self.config.disabled,
+        }
         if self.sender is not None:
             out.update(self.sender.status())
         return out
@@ -470,21 +485,46 @@ class Client:
             return True
         self._closed_flag = True
         for run in list(self._open.values()):
-            run.end("ABORT", UnfinishedRun(f"the program ended while run {run.name!r} was still open (call run.end() or use `with`)"))
+            run.end(
+                "ABORT",
+                UnfinishedRun(
+                    f"the program ended while run {run.name!r} was still open (call run.end() or use `with`)"
+                ),
+            )
         if self.sender is None:
             return True
         return bool(self.sender.shutdown(self.config.exit_timeout if timeout is None else timeout))
 
     # --- governance ------------------------------------------------------------------------------------------
-    def request_promotion(self, model: Union[str, ModelVersion], version: Any = None, *, to: str, reason: Optional[str] = None, namespace: Optional[str] = None, **extra: Any) -> Any:
+    def request_promotion(
+        self,
+        model: Union[str, ModelVersion],
+        version: Any = None,
+        *,
+        to: str,
+        reason: Optional[str] = None,
+        namespace: Optional[str] = None,
+        **extra: Any,
+    ) -> Any:
         from custody import governance
 
         return governance.request_promotion(self, model, version, to=to, reason=reason, namespace=namespace, **extra)
 
-    def record_deployment(self, model: Union[str, ModelVersion], version: Any = None, *, environment: str, target: Optional[str] = None, namespace: Optional[str] = None, **extra: Any) -> Any:
+    def record_deployment(
+        self,
+        model: Union[str, ModelVersion],
+        version: Any = None,
+        *,
+        environment: str,
+        target: Optional[str] = None,
+        namespace: Optional[str] = None,
+        **extra: Any,
+    ) -> Any:
         from custody import governance
 
-        return governance.record_deployment(self, model, version, environment=environment, target=target, namespace=namespace, **extra)
+        return governance.record_deployment(
+            self, model, version, environment=environment, target=target, namespace=namespace, **extra
+        )
 
 
 class UnfinishedRun(Exception):
@@ -498,7 +538,9 @@ def current_run() -> Optional[Run]:
 def require_run(what: str) -> Run:
     run = _current.get()
     if run is None:
-        raise ConfigurationError(f"custody.{what}() needs an active run: use `with custody.run(...):` or @custody.track")
+        raise ConfigurationError(
+            f"custody.{what}() needs an active run: use `with custody.run(...):` or @custody.track"
+        )
     return run
 
 

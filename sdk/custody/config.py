@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, FrozenSet, Mapping, Optional
+from typing import Any, Dict, FrozenSet, Mapping, Optional
 
 from custody.errors import ConfigurationError
 
@@ -54,7 +54,7 @@ def default_spool_root() -> str:
     return os.path.join(cache, "custody")
 
 
-_DEFAULTS = {
+_DEFAULTS: Dict[str, Any] = {
     "url": DEFAULT_URL,
     "token": None,
     "namespace": "default",
@@ -130,9 +130,13 @@ class Config:
         if env.get("CUSTODY_DISABLE_PLUGINS"):
             values["disable_plugins"] = env["CUSTODY_DISABLE_PLUGINS"]
         if env.get("CUSTODY_DATA_DIGEST_MAX_CELLS"):
-            values["data_digest_max_cells"] = int(_number(env["CUSTODY_DATA_DIGEST_MAX_CELLS"], "CUSTODY_DATA_DIGEST_MAX_CELLS"))
+            values["data_digest_max_cells"] = int(
+                _number(env["CUSTODY_DATA_DIGEST_MAX_CELLS"], "CUSTODY_DATA_DIGEST_MAX_CELLS")
+            )
         if env.get("CUSTODY_FILE_DIGEST_MAX_BYTES"):
-            values["file_digest_max_bytes"] = int(_number(env["CUSTODY_FILE_DIGEST_MAX_BYTES"], "CUSTODY_FILE_DIGEST_MAX_BYTES"))
+            values["file_digest_max_bytes"] = int(
+                _number(env["CUSTODY_FILE_DIGEST_MAX_BYTES"], "CUSTODY_FILE_DIGEST_MAX_BYTES")
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("disable_plugins"), str):
             values["disable_plugins"] = frozenset(p.strip() for p in values["disable_plugins"].split(",") if p.strip())
@@ -147,7 +151,8 @@ class Config:
             raise ConfigurationError(f"CUSTODY_URL {self.url!r} must be an http:// or https:// URL.")
         if not self.namespace.strip() or re.search(r"[\s\x00-\x1f\x7f<>\"'`{}|\\^]", self.namespace):
             raise ConfigurationError(
-                f"namespace {self.namespace!r} must be non-empty and contain no white space or any of < > \" ' ` {{ }} | \\ ^"
+                f"namespace {self.namespace!r} must be non-empty and contain no white space "
+                "or any of < > \" ' ` { } | \\ ^"
             )
 
     def with_(self, **changes: Any) -> Config:

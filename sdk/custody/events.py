@@ -132,7 +132,8 @@ class EventBuilder:
             return {}
         if host is None:
             return {}
-        return host.merged(hook, **kwargs)
+        merged: Dict[str, Any] = host.merged(hook, **kwargs)
+        return merged
 
     def _params_facet(self, acc: _Acc) -> Dict[str, Any]:
         return custody_facet("custody_params", "CustodyParamsRunFacet", params=acc.params)
@@ -178,9 +179,7 @@ class EventBuilder:
         run_facets.update(run.run_facets)
         event = self._event(run, "START", ts, run_facets)
         job_facets: Dict[str, Any] = {
-            "jobType": ol_facet(
-                "2-0-4/JobTypeJobFacet", processingType="BATCH", integration="CUSTODY", jobType="JOB"
-            )
+            "jobType": ol_facet("2-0-4/JobTypeJobFacet", processingType="BATCH", integration="CUSTODY", jobType="JOB")
         }
         if run.description:
             job_facets["documentation"] = ol_facet("1-1-0/DocumentationJobFacet", description=run.description)
@@ -218,9 +217,7 @@ class EventBuilder:
                 point["step"] = step
             acc.points.append(point)
 
-    def dataset(
-        self, run: Any, role: str, dataset: Dict[str, Any], lazy: Optional[Dict[str, Any]], ts: float
-    ) -> None:
+    def dataset(self, run: Any, role: str, dataset: Dict[str, Any], lazy: Optional[Dict[str, Any]], ts: float) -> None:
         if lazy is not None:  # no data object: plugins (e.g. files) run here, off the caller's thread
             found = self._plugin_facets(
                 "custody_dataset_facets",
@@ -302,7 +299,8 @@ class EventBuilder:
         return [
             acc
             for acc in self.runs.values()
-            if acc.points and (force or len(acc.points) >= MAX_POINTS_PER_EVENT or now - acc.last_metrics_emit >= interval)
+            if acc.points
+            and (force or len(acc.points) >= MAX_POINTS_PER_EVENT or now - acc.last_metrics_emit >= interval)
         ]
 
     def next_metrics_deadline(self) -> Optional[float]:

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple
 
 from custody.errors import HTTPError
 
@@ -23,7 +23,7 @@ DEPLOYMENTS = "/api/v1/deployments/"
 LIVE_STATES = {"approved"}
 
 
-def _model_and_version(model: Any, version: Any) -> tuple:
+def _model_and_version(model: Any, version: Any) -> Tuple[str, str, Optional[str]]:
     from custody.client import ModelVersion
 
     if isinstance(model, ModelVersion):
@@ -60,7 +60,12 @@ def request_promotion(
         return None
     if not client.flush(flush_timeout):
         logger.warning("custody: not all recorded lineage reached the server before the promotion request")
-    body: Dict[str, Any] = {"model": name, "version": label, "environment": to, "namespace": namespace or ns or client.config.namespace}
+    body: Dict[str, Any] = {
+        "model": name,
+        "version": label,
+        "environment": to,
+        "namespace": namespace or ns or client.config.namespace,
+    }
     if reason is not None:
         body["reason"] = reason
     body.update(extra)
@@ -142,7 +147,9 @@ def check_gate(client: Any, model: str, version: str, environment: str, namespac
         query["namespace"] = namespace
     transport = _transport(client)
     try:
-        answer = transport.call("GET", f"{PROMOTIONS}?{urlencode(query)}", what="promotion requests (GET /api/v1/promotions/)")
+        answer = transport.call(
+            "GET", f"{PROMOTIONS}?{urlencode(query)}", what="promotion requests (GET /api/v1/promotions/)"
+        )
     finally:
         transport.close()
     items = [
@@ -150,7 +157,8 @@ def check_gate(client: Any, model: str, version: str, environment: str, namespac
         for item in _items(answer)
         if str(item.get("version", version)) == str(version)
         and str(item.get("environment", environment)) == environment
-        and str((item.get("model") if not isinstance(item.get("model"), dict) else item["model"].get("name")) or model) == model
+        and str((item.get("model") if not isinstance(item.get("model"), dict) else item["model"].get("name")) or model)
+        == model
     ]
     states = [str(item.get("state") or item.get("status") or "").lower() for item in items]
     for item, state in zip(items, states):
@@ -158,7 +166,9 @@ def check_gate(client: Any, model: str, version: str, environment: str, namespac
             return GateResult(True, f"approved (promotion request {item.get('id', '?')})", item)
     if not items:
         return GateResult(False, f"no promotion request for {model} {version} to {environment}")
-    return GateResult(False, "no live approval; promotion request state(s): " + ", ".join(sorted(set(states)) or ["unknown"]))
+    return GateResult(
+        False, "no live approval; promotion request state(s): " + ", ".join(sorted(set(states)) or ["unknown"])
+    )
 
 
 def wait_gate(

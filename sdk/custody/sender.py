@@ -27,7 +27,7 @@ import queue
 import random
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Set, Tuple
 
 from custody import spool
 from custody.config import Config
@@ -128,7 +128,8 @@ def describe_event(line: bytes) -> str:
         event = json.loads(line)
         job = event.get("job") or {}
         run = event.get("run") or {}
-        return f"{event.get('eventType', '?')} event of run {run.get('runId')} (job {job.get('namespace')}:{job.get('name')})"
+        where = f"{job.get('namespace')}:{job.get('name')}"
+        return f"{event.get('eventType', '?')} event of run {run.get('runId')} (job {where})"
     except Exception:
         return "an event"
 
@@ -152,7 +153,7 @@ class Stats:
 class Sender:
     def __init__(self, config: Config, plugins: Callable[[], Any]) -> None:
         self.config = config
-        self.queue: "queue.SimpleQueue[Tuple[Any, ...]]" = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[Tuple[Any, ...]] = queue.SimpleQueue()
         self.builder = EventBuilder(config, plugins)
         self.stats = Stats()
         self._thread: Optional[threading.Thread] = None
@@ -174,7 +175,7 @@ class Sender:
         self.backoff = 0.0
         self.last_error: Optional[str] = None
         self.replay_pending = True
-        self._reported: set = set()
+        self._reported: Set[Any] = set()
         self._outage_started: Optional[float] = None
         self.stopped = threading.Event()
         self._pending_stop: Optional[Tuple[Any, ...]] = None
@@ -305,7 +306,7 @@ class Sender:
             events: List[Dict[str, Any]] = []
             flushes: List[Tuple[Any, ...]] = []
             stop: Optional[Tuple[Any, ...]] = None
-            touched: set = set()
+            touched: Set[str] = set()
             for item in items:
                 kind = item[0]
                 try:
@@ -446,7 +447,9 @@ class Sender:
             batch: List[Tuple[int, bytes, int]] = []
             size = 0
             for entry in self.backlog:
-                if batch and (len(batch) >= self.config.max_batch_events or size + len(entry[1]) > self.config.max_batch_bytes):
+                if batch and (
+                    len(batch) >= self.config.max_batch_events or size + len(entry[1]) > self.config.max_batch_bytes
+                ):
                     break
                 batch.append(entry)
                 size += len(entry[1]) + 1
@@ -496,7 +499,11 @@ class Sender:
             )
         if not self.healthy:
             took = time.monotonic() - (self._outage_started or time.monotonic())
-            logger.warning("custody: the server at %s is reachable again after %.0f s; sending the spooled events", self.config.base_url, took)
+            logger.warning(
+                "custody: the server at %s is reachable again after %.0f s; sending the spooled events",
+                self.config.base_url,
+                took,
+            )
         self.healthy = True
         self.backoff = 0.0
         self.retry_at = 0.0
@@ -608,7 +615,9 @@ class Sender:
             if outcome.state != "ok":
                 break
         if self.replay_pending and self.paused is None and deadline - time.monotonic() > 0.1:
-            result = replay(self.config, self._transport, skip=self.segment.path if self.segment else None, deadline=deadline)
+            result = replay(
+                self.config, self._transport, skip=self.segment.path if self.segment else None, deadline=deadline
+            )
             self.stats.replayed += result.sent
             self.replay_pending = result.remaining_segments > 0
         with self._lock:

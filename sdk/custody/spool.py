@@ -170,7 +170,7 @@ class Claimed:
         data = b'{"custody_ack":%d}\n' % offset
         view = memoryview(data)
         while view:
-            view = view[os.write(self.fd, view):]
+            view = view[os.write(self.fd, view) :]
 
     def finish(self, delete: bool) -> None:
         if delete:
@@ -204,7 +204,7 @@ def _track_run(runs: Dict[str, Dict[str, Any]], event: Any) -> None:
 
 def _abort_event(info: Dict[str, Any]) -> bytes:
     """Deterministic (same content every time, so the server de-duplicates repeats)."""
-    event = {
+    event: Dict[str, Any] = {
         "eventType": "ABORT",
         "eventTime": info.get("eventTime") or iso(),
         "run": {

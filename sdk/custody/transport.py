@@ -177,13 +177,18 @@ def error_for(response: Response, method: str, path: str, what: str = "") -> HTT
         "body": fields,
     }
     if status == 401:
-        return AuthenticationError(status, f"{where}: 401 {detail or 'authentication required'} (check CUSTODY_TOKEN)", **kwargs)
+        return AuthenticationError(
+            status, f"{where}: 401 {detail or 'authentication required'} (check CUSTODY_TOKEN)", **kwargs
+        )
     if status == 403:
         return PermissionDenied(status, f"{where}: 403 {detail or 'permission denied'}", **kwargs)
     if status == 404:
         # A route the server does not have: Django's JSON handler says "No such path", the debug page is HTML.
-        if not response.body or detail.startswith("No such path") or not isinstance(fields.get("error"), str) or (
-            "<html" in response.body[:200].decode("utf-8", "replace").lower()
+        if (
+            not response.body
+            or detail.startswith("No such path")
+            or not isinstance(fields.get("error"), str)
+            or ("<html" in response.body[:200].decode("utf-8", "replace").lower())
         ):
             feature = what or path
             return FeatureUnavailable(

@@ -55,7 +55,9 @@ class Script:
     def __init__(self, tmp: Path, url: str, token: str, namespace: str) -> None:
         self.tmp = tmp
         self.env: Dict[str, str] = {
-            k: v for k, v in os.environ.items() if not k.startswith(("CUSTODY_", "OPENLINEAGE_", "GITHUB_", "GITLAB_", "JENKINS_"))
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("CUSTODY_", "OPENLINEAGE_", "GITHUB_", "GITLAB_", "JENKINS_"))
         }
         self.env.update(
             CUSTODY_URL=url,
@@ -84,7 +86,14 @@ class Script:
             text=True,
         )
 
-    def run(self, code: str, env: Optional[Dict[str, str]] = None, timeout: float = 120, check: bool = True, name: str = "train.py") -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        code: str,
+        env: Optional[Dict[str, str]] = None,
+        timeout: float = 120,
+        check: bool = True,
+        name: str = "train.py",
+    ) -> subprocess.CompletedProcess[str]:
         proc = self.popen(code, env, name)
         out, err = proc.communicate(timeout=timeout)
         result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
@@ -92,13 +101,14 @@ class Script:
             raise AssertionError(f"script failed ({proc.returncode}):\nstdout:\n{out}\nstderr:\n{err}")
         return result
 
-    def cli(self, *args: str, env: Optional[Dict[str, str]] = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, env: Optional[Dict[str, str]] = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [self.python, "-m", "custody.cli", *args],
             env={**self.env, **(env or {})},
             cwd=self.tmp,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             text=True,
             timeout=timeout,
         )

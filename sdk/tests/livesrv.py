@@ -62,8 +62,7 @@ class LiveServer:
             [str(PYTHON), str(ROOT / "manage.py"), *args],
             cwd=ROOT,
             env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             timeout=300,
         )
         if proc.returncode != 0:
@@ -145,9 +144,7 @@ class LiveServer:
             conn.close()
 
     def raw_events(self, namespace: str) -> List[Dict[str, Any]]:
-        rows = self.query(
-            "SELECT payload FROM lineage_rawevent WHERE job_namespace = ? ORDER BY id", namespace
-        )
+        rows = self.query("SELECT payload FROM lineage_rawevent WHERE job_namespace = ? ORDER BY id", namespace)
         return [json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"] for r in rows]
 
     def api(self, path: str) -> Any:

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
+from livesrv import free_port
 
 import custody
 from custody._version import SCHEMA_BASE
 from custody.client import Client
 from custody.config import Config
 from custody.errors import ConfigurationError
-from livesrv import free_port
 
 SDK = Path(__file__).resolve().parents[1]
 SCHEMAS = SDK / "custody" / "schemas"
@@ -46,9 +46,21 @@ def registry() -> Any:
     else:  # without the spec copy, the base facets are objects
         from referencing.jsonschema import DRAFT202012
 
-        stub = {"$id": "https://openlineage.io/spec/2-0-2/OpenLineage.json", "$defs": {
-            name: {"type": "object"} for name in ("RunFacet", "JobFacet", "DatasetFacet", "InputDatasetFacet", "OutputDatasetFacet", "BaseFacet", "RunEvent")
-        }}
+        stub = {
+            "$id": "https://openlineage.io/spec/2-0-2/OpenLineage.json",
+            "$defs": {
+                name: {"type": "object"}
+                for name in (
+                    "RunFacet",
+                    "JobFacet",
+                    "DatasetFacet",
+                    "InputDatasetFacet",
+                    "OutputDatasetFacet",
+                    "BaseFacet",
+                    "RunEvent",
+                )
+            },
+        }
         resources.append((stub["$id"], DRAFT202012.create_resource(stub)))
     return Registry().with_resources(resources)
 
@@ -70,7 +82,11 @@ def spooled_events(spool: Path) -> List[Dict[str, Any]]:
 
 def record_offline(tmp_path: Path, body: Any) -> List[Dict[str, Any]]:
     config = Config.resolve(
-        url=f"http://127.0.0.1:{free_port()}", token="t", namespace="unit", spool_dir=str(tmp_path / "spool"), exit_timeout=0.5
+        url=f"http://127.0.0.1:{free_port()}",
+        token="t",
+        namespace="unit",
+        spool_dir=str(tmp_path / "spool"),
+        exit_timeout=0.5,
     )
     client = Client(config)
     body(client)
@@ -114,20 +130,35 @@ def test_events_are_valid_openlineage_with_schema_checked_custody_facets(tmp_pat
                 if name.startswith("custody_") or SPECS.exists():
                     validate(facet, facet["_schemaURL"], reg)
                     checked.add(name)
-    assert {"custody_git", "custody_environment", "custody_params", "custody_metrics", "custody_metric_points",
-            "custody_data", "custody_model", "schema", "errorMessage", "parent"} <= checked | {"custody_git"}
+    assert {
+        "custody_git",
+        "custody_environment",
+        "custody_params",
+        "custody_metrics",
+        "custody_metric_points",
+        "custody_data",
+        "custody_model",
+        "schema",
+        "errorMessage",
+        "parent",
+    } <= checked | {"custody_git"}
 
     by_job = {(e["job"]["name"], e["eventType"]): e for e in events}
     complete = by_job[("train", "COMPLETE")]
     # the terminal event repeats every input and output, as OpenLineage consumers expect
-    assert {(d["namespace"], d["name"]) for d in complete["inputs"]} == {("s3://bank/raw", "transactions"), ("postgres://db:5432", "public.customers")}
+    assert {(d["namespace"], d["name"]) for d in complete["inputs"]} == {
+        ("s3://bank/raw", "transactions"),
+        ("postgres://db:5432", "public.customers"),
+    }
     model = next(d for d in complete["outputs"] if d["name"] == "models/fraud-detector")
     facet = model["facets"]["custody_model"]
     import hashlib
 
     assert facet["artifactDigest"] == "sha256:" + hashlib.sha256(b"weights").hexdigest()
     assert facet["version"] == facet["artifactDigest"][7:19] == model["facets"]["version"]["datasetVersion"]
-    assert facet["metrics"]["auc"] == 0.92 and facet["metrics"]["loss"] == "NaN" and facet["metrics"]["big"] == "Infinity"
+    assert (
+        facet["metrics"]["auc"] == 0.92 and facet["metrics"]["loss"] == "NaN" and facet["metrics"]["big"] == "Infinity"
+    )
     assert facet["params"]["max_depth"] == 6 and facet["params"]["tags"] == ["a", "b"]
     assert complete["run"]["facets"]["custody_metrics"]["final"] is True
     transactions = next(d for d in complete["inputs"] if d["name"] == "transactions")
@@ -162,7 +193,12 @@ def test_every_custody_facet_has_a_valid_schema_at_its_url() -> None:
 
 
 def test_configuration_from_arguments_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {"CUSTODY_URL": "http://h:1", "CUSTODY_TOKEN": "s3cr3t-value", "CUSTODY_NAMESPACE": "team", "CUSTODY_DISABLED": "yes"}
+    env = {
+        "CUSTODY_URL": "http://h:1",
+        "CUSTODY_TOKEN": "s3cr3t-value",
+        "CUSTODY_NAMESPACE": "team",
+        "CUSTODY_DISABLED": "yes",
+    }
     config = Config.resolve(env)
     assert (config.url, config.token, config.namespace, config.disabled) == ("http://h:1", "s3cr3t-value", "team", True)
     config = Config.resolve(env, url="https://other", namespace="mine", disabled=False)
@@ -198,8 +234,14 @@ def test_import_is_cheap_and_lazy() -> None:
     )
     runs = []
     for _ in range(5):
-        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(SDK)}, capture_output=True, text=True, check=True)
-        took, heavy = out.stdout.split()[0], (out.stdout.split() + [""])[1]
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONPATH": str(SDK)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        took, heavy = out.stdout.split()[0], ([*out.stdout.split(), ""])[1]
         runs.append(float(took))
         assert heavy == "", f"import custody pulled in {heavy}"
     assert sorted(runs)[2] < 0.1, runs
@@ -232,7 +274,10 @@ def test_run_requires_no_server_and_track_wraps_sync_and_async(tmp_path: Path) -
             c._client = None
 
     events = record_offline(tmp_path, body)
-    assert seen == ["score-async", "test_run_requires_no_server_and_track_wraps_sync_and_async.<locals>.body.<locals>.prepare"]
+    assert seen == [
+        "score-async",
+        "test_run_requires_no_server_and_track_wraps_sync_and_async.<locals>.body.<locals>.prepare",
+    ]
     child = next(e for e in events if e["job"]["name"].endswith("prepare") and e["eventType"] == "START")
     root = next(e for e in events if e["job"]["name"] == "score-async" and e["eventType"] == "START")
     assert child["run"]["facets"]["parent"]["run"]["runId"] == root["run"]["runId"]

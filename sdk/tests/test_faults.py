@@ -39,14 +39,17 @@ def check_complete(server: LiveServer, namespace: str, runs: int, points: int) -
     events = server.raw_events(namespace)
     by_run = events_by_run(events)
     assert len(by_run) == runs, f"{len(by_run)} runs arrived, {runs} expected"
-    digests = server.query("SELECT COUNT(*) AS n, COUNT(DISTINCT digest) AS d FROM lineage_rawevent WHERE job_namespace = ?", namespace)[0]
+    digests = server.query(
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT digest) AS d FROM lineage_rawevent WHERE job_namespace = ?", namespace
+    )[0]
     assert digests["n"] == digests["d"] == len(events)
     for run_id, kinds in by_run.items():
         assert kinds[0] == "START" and kinds[-1] in ("COMPLETE", "ABORT"), kinds
         assert len(metric_points(events, run_id)) == points
     states = server.query(
         "SELECT r.state FROM lineage_run r JOIN lineage_job j ON j.id = r.job_id JOIN lineage_namespace n ON n.id = j.namespace_id "
-        "WHERE n.name = ?", namespace
+        "WHERE n.name = ?",
+        namespace,
     )
     assert [s["state"] for s in states] == ["COMPLETED"] * runs
     return events
@@ -77,7 +80,11 @@ def test_server_down_for_the_whole_run_then_up(fresh_server: LiveServer, tmp_pat
 
 def test_server_comes_up_during_the_run(fresh_server: LiveServer, tmp_path: Path, namespace: str) -> None:
     script = Script(tmp_path, fresh_server.url, fresh_server.token, namespace)
-    proc = script.popen(train_code(runs=4, points=100, pause="time.sleep(0.01) if i % 10 == 0 else None", after="assert custody.flush(90)"))
+    proc = script.popen(
+        train_code(
+            runs=4, points=100, pause="time.sleep(0.01) if i % 10 == 0 else None", after="assert custody.flush(90)"
+        )
+    )
     time.sleep(1.0)
     fresh_server.start()
     out, err = proc.communicate(timeout=120)
@@ -95,7 +102,9 @@ def test_server_killed_mid_batch(fresh_server: LiveServer, tmp_path: Path, names
     proc = script.popen(train_code(runs=runs, points=20, init="max_batch_events=25", after="assert custody.flush(120)"))
 
     def landed() -> int:
-        return int(fresh_server.query("SELECT COUNT(*) AS n FROM lineage_rawevent WHERE job_namespace = ?", namespace)[0]["n"])
+        return int(
+            fresh_server.query("SELECT COUNT(*) AS n FROM lineage_rawevent WHERE job_namespace = ?", namespace)[0]["n"]
+        )
 
     wait_for(lambda: landed() > 0, timeout=60, interval=0.02)
     fresh_server.kill()  # SIGKILL master and workers, whatever they were doing
@@ -167,7 +176,9 @@ def test_training_killed_with_sigkill_after_logging_replays_on_next_start(
     assert row["state"] == "ABORTED" and "ended without finishing" in facets["errorMessage"]["message"]
     assert facets["custody_params"]["params"] == {"lr": 0.3}
     # a second replay finds nothing, and a re-sent ABORT would be the same event (deterministic)
-    again = script.run("import custody, json; custody.init(); custody.flush(30); print('STATS ' + json.dumps(custody.status()))")
+    again = script.run(
+        "import custody, json; custody.init(); custody.flush(30); print('STATS ' + json.dumps(custody.status()))"
+    )
     assert script.stats(again)["replayed"] == 0
 
 
@@ -186,7 +197,9 @@ def test_unwritable_spool_warns_once_and_training_goes_on(server: LiveServer, tm
     # and with the server unreachable too: training still finishes; the loss is reported
     down = Script(tmp_path, "http://127.0.0.1:9", server.token, namespace + "-down")
     started = time.monotonic()
-    result = down.run(train_code(runs=1, points=10), env={"CUSTODY_SPOOL_DIR": str(blocker / "spool"), "CUSTODY_EXIT_TIMEOUT": "1"})
+    result = down.run(
+        train_code(runs=1, points=10), env={"CUSTODY_SPOOL_DIR": str(blocker / "spool"), "CUSTODY_EXIT_TIMEOUT": "1"}
+    )
     assert time.monotonic() - started < 20
     assert "could not be delivered" in result.stderr and "are lost" in result.stderr
 

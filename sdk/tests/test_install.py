@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import SDK, Script
 from livesrv import LiveServer
 
@@ -24,7 +23,9 @@ def oldest_python() -> str:
         str(Path.home() / ".pyenv" / "versions" / "3.9.18" / "bin" / "python"),
     ):
         if candidate and Path(candidate).exists():
-            probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2] >= (3, 9))"], capture_output=True, text=True)
+            probe = subprocess.run(
+                [candidate, "-c", "import sys; print(sys.version_info[:2] >= (3, 9))"], capture_output=True, text=True
+            )
             if probe.returncode == 0 and probe.stdout.strip() == "True":
                 return candidate
     return sys.executable
@@ -38,8 +39,14 @@ def test_fresh_virtualenv_only_declared_dependencies_and_entry_point_plugin(
     venv = tmp_path / "venv"
     subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=120)
     vpy = str(venv / "bin" / "python")
-    before = {p["name"].lower() for p in json.loads(subprocess.run(
-        [vpy, "-m", "pip", "list", "--format", "json"], capture_output=True, text=True, check=True).stdout)}
+    before = {
+        p["name"].lower()
+        for p in json.loads(
+            subprocess.run(
+                [vpy, "-m", "pip", "list", "--format", "json"], capture_output=True, text=True, check=True
+            ).stdout
+        )
+    }
     # install from copies: setuptools builds in the source tree and would leave build/ behind
     ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "tests", ".pytest_cache")
     sdk_copy = shutil.copytree(SDK, tmp_path / "src" / "sdk", ignore=ignore)
@@ -51,8 +58,14 @@ def test_fresh_virtualenv_only_declared_dependencies_and_entry_point_plugin(
         timeout=600,
     )
     assert install.returncode == 0, install.stdout + install.stderr
-    after = {p["name"].lower() for p in json.loads(subprocess.run(
-        [vpy, "-m", "pip", "list", "--format", "json"], capture_output=True, text=True, check=True).stdout)}
+    after = {
+        p["name"].lower()
+        for p in json.loads(
+            subprocess.run(
+                [vpy, "-m", "pip", "list", "--format", "json"], capture_output=True, text=True, check=True
+            ).stdout
+        )
+    }
     assert after - before == {"custody", "custody-acme-plugin", "pluggy"}
 
     script = Script(tmp_path, server.url, server.token, namespace)
@@ -83,12 +96,16 @@ def test_fresh_virtualenv_only_declared_dependencies_and_entry_point_plugin(
     assert stats["delivered"] >= 2 and stats["rejected"] == 0
     run = server.query(
         "SELECT r.facets FROM lineage_run r JOIN lineage_job j ON j.id = r.job_id JOIN lineage_namespace n ON n.id = j.namespace_id "
-        "WHERE n.name = ? AND j.name = 'venv-train'", namespace
+        "WHERE n.name = ? AND j.name = 'venv-train'",
+        namespace,
     )[0]
     facets = json.loads(run["facets"])
     assert facets["acme_cluster"]["cluster"] == "gpu-17"
-    assert facets["custody_params"]["params"]["python"].startswith(subprocess.run(
-        [vpy, "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True).stdout.strip())
+    assert facets["custody_params"]["params"]["python"].startswith(
+        subprocess.run(
+            [vpy, "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True
+        ).stdout.strip()
+    )
     dataset = server.query(
         "SELECT d.fields FROM lineage_dataset d JOIN lineage_namespace n ON n.id = d.namespace_id WHERE n.name = 'acme://warehouse' AND d.name = 'events'"
     )[0]
@@ -100,6 +117,11 @@ def test_fresh_virtualenv_only_declared_dependencies_and_entry_point_plugin(
     assert version.returncode == 0 and version.stdout.startswith("custody ")
     status = subprocess.run([custody_bin, "status"], env=script.env, capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stdout + status.stderr
-    gate = subprocess.run([custody_bin, "gate", "--model", "venv-model", "--version", stats["version"], "--env", "production"],
-                          env=script.env, capture_output=True, text=True, timeout=60)
+    gate = subprocess.run(
+        [custody_bin, "gate", "--model", "venv-model", "--version", stats["version"], "--env", "production"],
+        env=script.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert gate.returncode in (1, 2), gate.stdout + gate.stderr

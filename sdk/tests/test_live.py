@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-
 from conftest import SDK, Script, events_by_run, metric_points
 from livesrv import LiveServer
 
@@ -66,7 +65,13 @@ def test_sklearn_example_end_to_end(server: LiveServer, script: Script, namespac
         run["id"],
     )
     assert [r["name"] for r in inputs] == [data_path]
-    assert [f["name"] for f in json.loads(inputs[0]["fields"])] == ["amount", "hour", "merchant_risk", "card_age_days", "is_fraud"]
+    assert [f["name"] for f in json.loads(inputs[0]["fields"])] == [
+        "amount",
+        "hour",
+        "merchant_risk",
+        "card_age_days",
+        "is_fraud",
+    ]
     assert inputs[0]["version"].startswith("sha256:")
 
     # the model version: artifact digest and framework, produced by the run
@@ -109,8 +114,11 @@ def test_sklearn_example_end_to_end(server: LiveServer, script: Script, namespac
         assert f"dataset:{namespace}:models/fraud-detector" in ids
 
 
-@pytest.mark.xfail(reason="server side: an input mention's facets (schema) are not attached to the input's dataset version "
-                   "(lineage/ingest/project.py _run_input passes {}); the dataset itself has the schema", strict=False)
+@pytest.mark.xfail(
+    reason="server side: an input mention's facets (schema) are not attached to the input's dataset version "
+    "(lineage/ingest/project.py _run_input passes {}); the dataset itself has the schema",
+    strict=False,
+)
 def test_input_dataset_version_carries_its_schema(server: LiveServer, script: Script, namespace: str) -> None:
     script.run("""
         import custody, pandas as pd
@@ -162,7 +170,8 @@ def test_failures_nested_runs_decorator_and_metrics(server: LiveServer, script: 
     assert error["message"] == "ValueError: bad batch 17" and 'raise ValueError("bad batch 17")' in error["stackTrace"]
     evaluate = server.query(
         "SELECT r.state, r.parent_id FROM lineage_run r JOIN lineage_job j ON j.id = r.job_id WHERE j.name = 'evaluate'"
-        " AND r.parent_id = ?", pipeline["id"],
+        " AND r.parent_id = ?",
+        pipeline["id"],
     )
     assert [tuple(r) for r in evaluate] == [("COMPLETED", pipeline["id"])] * 3
     points = metric_points(events, pipeline["run_id"])

@@ -26,4 +26,6 @@ def custody_dataset_facets(
     content = None
     if do_digest:
         content, size = path_digest(name)
-    return data_facets(role, library="file", library_version=None, size=size, digest=content, method="sha256 of the bytes")
+    return data_facets(
+        role, library="file", library_version=None, size=size, digest=content, method="sha256 of the bytes"
+    )

@@ -52,7 +52,7 @@ def script_dir() -> str:
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     if path:
-        return os.path.dirname(os.path.abspath(path))
+        return os.path.dirname(os.path.abspath(str(path)))
     return os.getcwd()
 
 

@@ -6,7 +6,6 @@ import os
 from typing import Any, Dict, Optional
 
 from custody.plugins import RunInfo, hookimpl
-
 from custody_acme import AcmeTable
 
 PRODUCER = "https://acme.example/custody-acme-plugin/0.1.0"
