@@ -259,7 +259,7 @@ def test_a_refused_token_stops_sending_keeps_the_spool_and_flush_delivers_later(
         env={"CUSTODY_TOKEN": "cust_wrong", "CUSTODY_EXIT_TIMEOUT": "2"},
     )
     assert "done False" in result.stdout
-    assert result.stderr.count("401") == 1 and "CUSTODY_TOKEN" in result.stderr, result.stderr
+    assert result.stderr.count("the server answered 401") == 1 and "CUSTODY_TOKEN" in result.stderr, result.stderr
     assert server.raw_events(namespace) == []
     status = script.cli("status", "--json")
     assert status.returncode == 0, status.stderr
