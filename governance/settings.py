@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "lineage",
     "governance.core",
     "governance.accounts",
+    "governance.audit",
 ]
 
 MIDDLEWARE = [

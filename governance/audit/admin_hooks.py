@@ -1,0 +1,5 @@
+"""Admin edits of every model."""
+
+
+def install() -> None:
+    pass

@@ -1,0 +1,5 @@
+"""Signal receivers that audit ingestion, accounts, permissions and logins."""
+
+
+def connect() -> None:
+    pass
