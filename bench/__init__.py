@@ -1,0 +1,1 @@
+"""Custody benchmarks (see bench/README.md). Each module is a script: ``python -m bench.<name>``."""
