@@ -29,6 +29,7 @@ from functools import reduce
 from operator import or_
 from typing import Any
 
+from django.db import connection
 from django.db.models import F, Lookup, Model, OuterRef, Q, Subquery, Window
 from django.db.models.functions import RowNumber
 
@@ -163,10 +164,8 @@ def resolve_entity(model: type[Dataset] | type[Job], text: str, *, symlinks: boo
     may contain ':' (``hdfs://host:8020:/path``): every split point is tried against existing rows,
     the longest matching namespace wins. Datasets also match through their symlinks."""
     splits = _splits(text)
-    ns_ids = _namespace_ids(ns for ns, _ in splits)
-    candidates = [(ns_ids[ns], ns, name) for ns, name in splits if ns in ns_ids]
-    if candidates:
-        condition = reduce(or_, (Q(namespace_id=ns_id, name=name) for ns_id, _, name in candidates))
+    if splits:
+        condition = reduce(or_, (Q(namespace__name=ns, name=name) for ns, name in splits))
         rows = list(model._default_manager.filter(condition).values_list("pk", "namespace_id", "namespace__name"))
         if rows:
             pk, ns_id, _ = max(rows, key=lambda row: len(row[2]))
@@ -343,6 +342,20 @@ def _by_kind(keys: Iterable[Key]) -> dict[str, list[Key]]:
 # --- entity lineage (jobs and datasets) ------------------------------------------------------------------
 
 
+def edge_level_sql(column: str, vendor: str, count: int, as_of: bool) -> str:
+    """The one query of a traversal level over job↔dataset edges (raw SQL: this is the hot path,
+    and compiling an ORM query costs more than running this one). ``= ANY(%s)`` with one array
+    parameter on PostgreSQL, ``IN (%s, ...)`` elsewhere."""
+    meta = JobDatasetEdge._meta
+    table = meta.db_table
+    col = meta.get_field(column).column  # type: ignore[union-attr]
+    cols = ", ".join(meta.get_field(name).column for name in ("job", "dataset", "direction"))  # type: ignore[union-attr]
+    any_of = f"{col} = ANY(%s)"
+    frontier = any_of if vendor == "postgresql" else f"{col} IN ({', '.join(['%s'] * count)})"
+    validity = "valid_to IS NULL" if not as_of else "valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)"
+    return f"SELECT {cols} FROM {table} WHERE {frontier} AND {validity} LIMIT %s"
+
+
 def entity_lineage(
     start: NodeRef,
     *,
@@ -354,7 +367,8 @@ def entity_lineage(
 ) -> Traversal:
     """Jobs and datasets upstream and/or downstream of a job or dataset, through the job↔dataset
     edges valid at ``as_of`` (current edges when None). One query per level."""
-    validity = valid_at(as_of)
+    vendor = connection.vendor
+    instant = connection.ops.adapt_datetimefield_value(as_of) if as_of is not None else None
 
     def expand(up: Frontier, down: Frontier, cap: int) -> Found:
         found: list[tuple[Key, Key, Any]] = []
@@ -363,12 +377,13 @@ def entity_lineage(
             ids = sorted({key[1] for key in [*up.get(kind, []), *down.get(kind, [])]})
             if not ids:
                 continue
-            column = "dataset_id" if kind == DATASET else "job_id"
-            rows = list(
-                JobDatasetEdge.objects.filter(validity, **{f"{column}__any_of": ids}).values_list(
-                    "job_id", "dataset_id", "direction"
-                )[:cap]
-            )
+            sql = edge_level_sql("dataset" if kind == DATASET else "job", vendor, len(ids), as_of is not None)
+            params: list[Any] = [ids] if vendor == "postgresql" else list(ids)
+            if instant is not None:
+                params += [instant, instant]
+            with connection.cursor() as cursor:
+                cursor.execute(sql, [*params, cap])
+                rows = cursor.fetchall()
             capped |= len(rows) >= cap
             for job_id, dataset_id, direction in rows:
                 job, dataset = (JOB, job_id), (DATASET, dataset_id)

@@ -715,3 +715,76 @@ def test_query_count_does_not_grow_with_the_graph(api, post_event):
             assert _count_queries(api, path, **small) == _count_queries(api, path, **large), path
     version_uuid = api.get("/api/v1/namespaces/out/datasets/large0/versions").json()["versions"][0]["version"]
     assert _count_queries(api, "/api/v1/lineage", nodeId=f"datasetVersion:out:large0:{version_uuid}", depth=4) < 40
+
+
+def column_facet(**fields: list[tuple[str, str, str]]) -> dict[str, Any]:
+    return {
+        "_producer": PRODUCER,
+        "_schemaURL": "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json",
+        "fields": {
+            name: {
+                "inputFields": [{"namespace": ns, "name": ds_name, "field": f} for ns, ds_name, f in inputs],
+                "transformationType": "IDENTITY",
+                "transformationDescription": "copied",
+            }
+            for name, inputs in fields.items()
+        },
+    }
+
+
+def test_redaction_in_column_lineage_and_provenance(api, post_event):
+    """public:src.value → (secret job) secret:raw.amount → (public job) public:report.total."""
+    post_all(
+        post_event,
+        [
+            run_event(
+                "stage",
+                uid(1),
+                "2024-01-01T00:00:00Z",
+                [ds("public", "src", schema=schema("value"))],
+                [
+                    ds(
+                        "secret",
+                        "raw",
+                        schema=schema("amount"),
+                        version=version_facet("r1"),
+                        columnLineage=column_facet(amount=[("public", "src", "value")]),
+                    )
+                ],
+                namespace="secret",
+            ),
+            run_event(
+                "report",
+                uid(2),
+                "2024-01-02T00:00:00Z",
+                [ds("secret", "raw")],
+                [ds("public", "report", columnLineage=column_facet(total=[("secret", "raw", "amount")]))],
+                namespace="public",
+            ),
+        ],
+    )
+    with visibility_policy(hide_secret):
+        columns = column(api, "datasetField:public:report:total")
+        text = json.dumps(columns)
+        assert "secret" not in text and "raw" not in text and "amount" not in text
+        found = nodes(columns)
+        assert "datasetField:public:src:value" in found  # traversal went through the hidden field
+        total = found["datasetField:public:report:total"]["data"]
+        assert total["inputFields"][0]["redacted"] is True
+        hidden = total["inputFields"][0]["id"]
+        assert found[hidden]["data"] == {"redacted": True} and found[hidden]["type"] == "DATASET_FIELD"
+
+        provenance = api.get(f"/api/v1/runs/{uid(2)}/provenance").json()
+        text = json.dumps(provenance)
+        assert "secret" not in text and "raw" not in text and "stage" not in text
+        root, hidden_run = provenance["runs"]
+        assert root["inputs"][0]["redacted"] is True
+        assert hidden_run["redacted"] is True and hidden_run["run"]["id"].startswith(f"run:{REDACTED}:")
+
+        graph = lineage(api, f"run:{uid(2)}", withDownstream="false")
+        assert "dataset:public:src" in nodes(graph)  # reached through the hidden version and run
+        assert "secret" not in json.dumps(graph)
+    # Without a policy, the same facts by name.
+    provenance = api.get(f"/api/v1/runs/{uid(2)}/provenance").json()
+    assert provenance["runs"][0]["inputs"][0]["name"] == "raw"
+    assert provenance["runs"][1]["run"]["id"] == uid(1)

@@ -502,12 +502,14 @@ def lineage_graph_json(traversal: Traversal, redactor: Redactor, *, as_of: datet
     dataset_rows = {
         ds.pk: ds
         for ds in Dataset.objects.filter(pk__in=traversal.kinds(DATASET))
+        .order_by()
         .select_related("namespace", "current_version")
         .defer("facets", "facet_times", "current_version__facets", "current_version__facet_times")
     }
     job_rows = {
         job.pk: job
         for job in Job.objects.filter(pk__in=traversal.kinds(JOB))
+        .order_by()
         .select_related("namespace", "parent")
         .defer("facets", "facet_times", "parent__facets", "parent__facet_times")
     }
