@@ -55,15 +55,30 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_flush(args: argparse.Namespace) -> int:
-    from custody.sender import replay
+    from custody.sender import BatchSizer, replay
 
     config = _config(args)
     transport = _transport(config)
     started = time.monotonic()
+    sizer = BatchSizer(config.max_batch_events)
+    total = None
     try:
-        result = replay(config, transport, deadline=started + args.timeout)
+        while True:  # a slow server times out big batches: go on with smaller ones
+            result = replay(config, transport, deadline=started + args.timeout, sizer=sizer)
+            if total is None:
+                total = result
+            else:
+                total.sent += result.sent
+                total.duplicates += result.duplicates
+                total.rejected += result.rejected
+                total.segments += result.segments
+                total.outcome = result.outcome
+            timed_out = result.outcome is not None and result.outcome.timed_out
+            if not timed_out or time.monotonic() >= started + args.timeout:
+                break
     finally:
         transport.close()
+    result = total
     from custody.spool import describe
 
     left = describe(config.spool_path)

@@ -18,6 +18,7 @@ Outcomes of a batch:
 
 from __future__ import annotations
 
+import bisect
 import collections
 import itertools
 import json
@@ -25,6 +26,7 @@ import logging
 import os
 import queue
 import random
+import socket
 import threading
 import time
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Set, Tuple
@@ -41,17 +43,19 @@ MAX_INTAKE = 50_000
 ROTATE_BYTES = 8 * 1024 * 1024
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 30.0
+TARGET_SECONDS = 1.0  # batch sizes adapt so that a request takes about this long
 
 
 class Outcome:
     """What became of one batch."""
 
-    __slots__ = ("duplicates", "message", "rejected", "retry_after", "state", "successful")
+    __slots__ = ("duplicates", "message", "rejected", "retry_after", "state", "successful", "timed_out")
 
-    def __init__(self, state: str, message: str = "", retry_after: float = 0.0) -> None:
+    def __init__(self, state: str, message: str = "", retry_after: float = 0.0, timed_out: bool = False) -> None:
         self.state = state  # "ok" | "retry" | "pause"
         self.message = message
         self.retry_after = retry_after
+        self.timed_out = timed_out
         self.successful = 0
         self.duplicates = 0
         self.rejected: List[Tuple[int, str]] = []
@@ -63,7 +67,8 @@ def post_batch(transport: Any, lines: List[bytes], timeout: Optional[float] = No
     try:
         response = transport.request("POST", BATCH_PATH, body, timeout=timeout)
     except ServerUnreachable as exc:
-        return Outcome("retry", str(exc))
+        cause = exc.__cause__
+        return Outcome("retry", str(exc), timed_out=isinstance(cause, (socket.timeout, TimeoutError)))
     status = response.status
     if 200 <= status < 300:
         out = Outcome("ok")
@@ -134,6 +139,22 @@ def describe_event(line: bytes) -> str:
         return "an event"
 
 
+class BatchSizer:
+    """Batch size follows the server: halve after a timeout or a slow answer, double while quick."""
+
+    def __init__(self, maximum: int, start: int = 100) -> None:
+        self.maximum = maximum
+        self.limit = max(1, min(start, maximum))
+
+    def update(self, outcome: Outcome, size: int, took: float) -> None:
+        if outcome.state == "retry" and outcome.timed_out:
+            self.limit = max(1, min(self.limit, size) // 2)
+        elif outcome.state == "ok" and size >= self.limit and took < TARGET_SECONDS:
+            self.limit = min(self.maximum, self.limit * 2)
+        elif outcome.state == "ok" and took > 2 * TARGET_SECONDS and self.limit > 1:
+            self.limit = max(1, self.limit // 2)
+
+
 class Stats:
     def __init__(self) -> None:
         self.enqueued = 0
@@ -151,14 +172,25 @@ class Stats:
 
 
 class Sender:
+    """Two daemon threads share the work, so that spooling never waits for the network:
+
+    * the *spooler* takes items off the queue, builds the events and appends them to the spool
+      segment (so they survive a SIGKILL within milliseconds), then hands them to
+    * the *sender*, which posts them in batches, retries, acknowledges, and replays what earlier
+      processes left behind.
+    """
+
     def __init__(self, config: Config, plugins: Callable[[], Any]) -> None:
         self.config = config
         self.queue: queue.SimpleQueue[Tuple[Any, ...]] = queue.SimpleQueue()
         self.builder = EventBuilder(config, plugins)
         self.stats = Stats()
-        self._thread: Optional[threading.Thread] = None
+        self._threads: List[threading.Thread] = []
+        self._thread: Optional[threading.Thread] = None  # the spooler; None until started
         self._start_lock = threading.Lock()
-        self._lock = threading.RLock()  # intake (building, spooling) and backlog bookkeeping
+        self._build_lock = threading.Lock()  # the builder's per-run state
+        self._lock = threading.RLock()  # spool segment, backlog, acknowledgements, waiters
+        self._cond = threading.Condition(self._lock)
         self._transport: Any = None
         self.segment: Optional[spool.Segment] = None
         self.wal_ok = True
@@ -169,16 +201,19 @@ class Sender:
         self.seq = 0
         self.resolved = 0
         self.waiters: List[Tuple[int, threading.Event, Dict[str, Any], int]] = []
+        self._problems: List[int] = []  # seqs of events rejected or dropped, ascending
+        self._flush_mark = 0  # seq covered by the previous flush()
         self.paused: Optional[str] = None
         self.healthy = True
         self.retry_at = 0.0
         self.backoff = 0.0
+        self.sizer = BatchSizer(config.max_batch_events)
         self.last_error: Optional[str] = None
         self.replay_pending = True
         self._reported: Set[Any] = set()
         self._outage_started: Optional[float] = None
         self.stopped = threading.Event()
-        self._pending_stop: Optional[Tuple[Any, ...]] = None
+        self._stop_item: Optional[Tuple[Any, ...]] = None
 
     # --- caller side ---------------------------------------------------------------------------
     def put(self, item: Tuple[Any, ...]) -> None:
@@ -190,12 +225,15 @@ class Sender:
         with self._start_lock:
             if self._thread is not None:
                 return
-            thread = threading.Thread(target=self._main, name="custody-sender", daemon=True)
+            spooler = threading.Thread(target=self._spooler, name="custody-spooler", daemon=True)
+            sender = threading.Thread(target=self._sender, name="custody-sender", daemon=True)
             try:
-                thread.start()
-            except RuntimeError:  # interpreter shutting down: shutdown() runs the loop inline
+                spooler.start()
+                sender.start()
+            except RuntimeError:  # interpreter shutting down: shutdown() does the work inline
                 return
-            self._thread = thread
+            self._threads = [spooler, sender]
+            self._thread = spooler
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until everything recorded so far is delivered (True) or ``timeout`` passes (False)."""
@@ -210,19 +248,20 @@ class Sender:
         done = threading.Event()
         holder: Dict[str, Any] = {}
         item = ("stop", deadline, done, holder)
-        thread = self._thread
-        if thread is None or not thread.is_alive():
-            self.queue.put(item)
-            self._loop(inline=True)
-            return bool(holder.get("ok"))
         self.queue.put(item)
+        if not self._threads or not all(t.is_alive() for t in self._threads):
+            self._run_inline()
+            return bool(holder.get("ok"))
         if done.wait(max(0.0, deadline - time.monotonic()) + 0.5):
             return bool(holder.get("ok"))
-        # The sender is stuck (e.g. a server that accepts but never answers): make sure what is
-        # still queued reaches the spool before the interpreter goes.
-        if self._lock.acquire(timeout=1.0):
+        # Stuck (a plugin or the server hanging): whatever is still queued goes to the spool now.
+        if self._build_lock.acquire(timeout=1.0):
             try:
                 self._intake(None)
+            finally:
+                self._build_lock.release()
+        if self._lock.acquire(timeout=1.0):
+            try:
                 self._close_segment()
             finally:
                 self._lock.release()
@@ -236,119 +275,149 @@ class Sender:
             "healthy": self.healthy,
             "paused": self.paused,
             "last_error": self.last_error,
+            "batch_limit": self.sizer.limit,
             "spool": self.segment.path if self.segment else None,
             "spool_writable": self.wal_ok,
             **self.stats.as_dict(),
         }
 
-    # --- the thread ------------------------------------------------------------------------------
-    def _main(self) -> None:
-        self._loop(inline=False)
+    # --- the spooler thread ----------------------------------------------------------------------
+    def _spooler(self) -> None:
+        while True:
+            try:
+                deadline = self.builder.next_metrics_deadline()
+                try:
+                    if deadline is None:
+                        item: Optional[Tuple[Any, ...]] = self.queue.get()
+                    else:
+                        item = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    item = None
+                with self._build_lock:
+                    stop = self._intake(item)
+                if stop is not None:
+                    with self._cond:
+                        self._stop_item = stop
+                        self._cond.notify_all()
+                    return
+            except Exception:  # never let recording die: report and go on
+                logger.exception("custody: unexpected error while spooling (recording continues)")
+                time.sleep(0.1)
 
-    def _loop(self, inline: bool) -> None:
+    # --- the sender thread -------------------------------------------------------------------------
+    def _sender(self) -> None:
+        from custody.transport import Transport
+
+        self._transport = Transport(self.config.base_url, self.config.token, self.config.timeout)
+        while True:
+            try:
+                with self._cond:
+                    while self._stop_item is None and not self._ready():
+                        self._cond.wait(self._wait_timeout())
+                    stop = self._stop_item
+                if stop is not None:
+                    self._finish(stop)
+                    return
+                if self.replay_pending:
+                    self._replay()
+                else:
+                    self._send_batch()
+            except Exception:
+                logger.exception("custody: unexpected error in the background sender (recording continues)")
+                time.sleep(0.1)
+
+    def _run_inline(self) -> None:
+        """At interpreter exit without threads: spool what is queued, then deliver within the deadline."""
         from custody.transport import Transport
 
         if self._transport is None:
             self._transport = Transport(self.config.base_url, self.config.token, self.config.timeout)
-        while True:
-            try:
-                timeout = self._wait_timeout()
-                item: Optional[Tuple[Any, ...]]
-                try:
-                    if inline:
-                        item = self.queue.get_nowait()
-                    elif timeout is None:
-                        item = self.queue.get()
-                    elif timeout <= 0:
-                        item = self.queue.get_nowait()
-                    else:
-                        item = self.queue.get(timeout=timeout)
-                except queue.Empty:
-                    item = None
-                stop = self._intake(item) or self._pending_stop
-                if stop is not None:
-                    self._finish(stop)
+        with self._build_lock:
+            stop = None
+            while stop is None:
+                stop = self._intake(None)
+                if stop is None and self.queue.empty():
                     return
-                if self.replay_pending and self._may_send():
-                    self._replay()
-                elif self._may_send():
-                    self._send_batch()
-            except Exception:  # never let the sender die: report and go on
-                logger.exception("custody: unexpected error in the background sender (recording continues)")
-                time.sleep(0.1)
+        self._finish(stop)
 
-    def _may_send(self) -> bool:
-        return self.paused is None and time.monotonic() >= self.retry_at
+    def _ready(self) -> bool:
+        if self.paused is not None or time.monotonic() < self.retry_at:
+            return False
+        return bool(self.replay_pending or self.backlog or self.spill_offset is not None)
 
     def _wait_timeout(self) -> Optional[float]:
-        now = time.monotonic()
-        deadlines = []
-        if self.paused is None and (self.backlog or self.spill_offset is not None or self.replay_pending):
-            deadlines.append(self.retry_at)
-        metrics = self.builder.next_metrics_deadline()
-        if metrics is not None:
-            deadlines.append(metrics)
-        if not deadlines:
-            return None
-        return max(0.0, min(deadlines) - now)
+        if (
+            self.paused is None
+            and self.retry_at
+            and (self.backlog or self.spill_offset is not None or self.replay_pending)
+        ):
+            return max(0.0, self.retry_at - time.monotonic())
+        return None
 
     # --- intake: build events, spool them, queue them for sending ----------------------------------
     def _intake(self, first: Optional[Tuple[Any, ...]]) -> Optional[Tuple[Any, ...]]:
-        with self._lock:
-            items = [] if first is None else [first]
-            get = self.queue.get_nowait
+        """Called with the build lock held."""
+        items = [] if first is None else [first]
+        get = self.queue.get_nowait
+        try:
+            while len(items) < MAX_INTAKE:
+                item = get()
+                items.append(item)
+                if item[0] == "stop":
+                    break
+        except queue.Empty:
+            pass
+        builder = self.builder
+        events: List[Dict[str, Any]] = []
+        flushes: List[Tuple[Any, ...]] = []
+        stop: Optional[Tuple[Any, ...]] = None
+        touched: Set[str] = set()
+        for item in items:
+            kind = item[0]
             try:
-                while len(items) < MAX_INTAKE:
-                    items.append(get())
-            except queue.Empty:
-                pass
-            builder = self.builder
-            events: List[Dict[str, Any]] = []
-            flushes: List[Tuple[Any, ...]] = []
-            stop: Optional[Tuple[Any, ...]] = None
-            touched: Set[str] = set()
-            for item in items:
-                kind = item[0]
-                try:
-                    if kind == "metrics":
-                        builder.metrics(item[1], item[2], item[3], item[4])
-                        touched.add(item[1].run_id)
-                    elif kind == "start":
-                        events.append(builder.start(item[1], item[2]))
-                    elif kind == "end":
-                        touched.discard(item[1].run_id)
-                        events.append(builder.end(item[1], item[2], item[3], item[4]))
-                    elif kind == "params":
-                        builder.params(item[1], item[2], item[3])
-                        touched.add(item[1].run_id)
-                    elif kind == "dataset":
-                        builder.dataset(item[1], item[2], item[3], item[4], item[5])
-                        touched.add(item[1].run_id)
-                    elif kind == "model":
-                        builder.model(item[1], item[2], item[3], item[4])
-                        touched.add(item[1].run_id)
-                    elif kind == "emit":
-                        events.append(item[1])
-                    elif kind == "flush":
-                        flushes.append(item)
-                    elif kind == "stop":
-                        stop = item
-                except Exception:
-                    logger.exception("custody: could not record a %s item; it is skipped", kind)
-            self.stats.enqueued += len(items)
-            force = bool(flushes) or stop is not None
-            due = {acc.run.run_id for acc in builder.due_metrics(time.monotonic(), force)}
-            for run_id, acc in list(builder.runs.items()):
-                if run_id in touched or run_id in due:
-                    event = builder.running(acc, with_metrics=run_id in due)
-                    if event is not None:
-                        events.append(event)
-            if events:
-                self._store([encode(e) for e in events])
+                if kind == "metrics":
+                    builder.metrics(item[1], item[2], item[3], item[4])
+                    touched.add(item[1].run_id)
+                elif kind == "start":
+                    events.append(builder.start(item[1], item[2]))
+                elif kind == "end":
+                    touched.discard(item[1].run_id)
+                    events.append(builder.end(item[1], item[2], item[3], item[4]))
+                elif kind == "params":
+                    builder.params(item[1], item[2], item[3])
+                    touched.add(item[1].run_id)
+                elif kind == "dataset":
+                    builder.dataset(item[1], item[2], item[3], item[4], item[5])
+                    touched.add(item[1].run_id)
+                elif kind == "model":
+                    builder.model(item[1], item[2], item[3], item[4])
+                    touched.add(item[1].run_id)
+                elif kind == "emit":
+                    events.append(item[1])
+                elif kind == "flush":
+                    flushes.append(item)
+                elif kind == "stop":
+                    stop = item
+            except Exception:
+                logger.exception("custody: could not record a %s item; it is skipped", kind)
+        self.stats.enqueued += len(items)
+        force = bool(flushes) or stop is not None
+        due = {acc.run.run_id for acc in builder.due_metrics(time.monotonic(), force)}
+        for run_id, acc in list(builder.runs.items()):
+            if run_id in touched or run_id in due:
+                event = builder.running(acc, with_metrics=run_id in due)
+                if event is not None:
+                    events.append(event)
+        lines = [encode(e) for e in events]
+        with self._cond:
+            if lines:
+                self._store(lines)
+                self._cond.notify_all()
             for item in flushes:
-                self.waiters.append((self.seq, item[1], item[2], self.stats.lost + self.stats.rejected))
+                self.waiters.append((self.seq, item[1], item[2], self._flush_mark))
+                self._flush_mark = self.seq
             self._notify()
-            return stop
+        return stop
 
     def _segment(self) -> Optional[spool.Segment]:
         if self.segment is None and self.wal_ok:
@@ -393,6 +462,7 @@ class Sender:
             seq, line, _ = self.backlog.popleft()
             self.backlog_bytes -= len(line)
             self.resolved = max(self.resolved, seq)
+            self._problem(seq)
             self.stats.lost += 1
             self._once(
                 "lost",
@@ -447,9 +517,7 @@ class Sender:
             batch: List[Tuple[int, bytes, int]] = []
             size = 0
             for entry in self.backlog:
-                if batch and (
-                    len(batch) >= self.config.max_batch_events or size + len(entry[1]) > self.config.max_batch_bytes
-                ):
+                if batch and (len(batch) >= self.sizer.limit or size + len(entry[1]) > self.config.max_batch_bytes):
                     break
                 batch.append(entry)
                 size += len(entry[1]) + 1
@@ -460,13 +528,16 @@ class Sender:
         if not batch:
             return None
         lines = [line for _, line, _ in batch]
+        started = time.monotonic()
         outcome = post_batch(self._transport, lines, timeout)
+        took = time.monotonic() - started
         self.stats.batches += 1
+        self.sizer.update(outcome, len(lines), took)
         if outcome.state != "ok":
             self._failed(outcome)
             return outcome
-        self._succeeded(outcome, lines)
-        with self._lock:
+        self._succeeded(outcome, lines, [seq for seq, _, _ in batch])
+        with self._cond:
             for _ in batch:
                 _, line, _ = self.backlog.popleft()
                 self.backlog_bytes -= len(line)
@@ -481,11 +552,19 @@ class Sender:
             self._maybe_rotate()
         return outcome
 
-    def _succeeded(self, outcome: Outcome, lines: List[bytes]) -> None:
+    def _problem(self, seq: int) -> None:
+        if len(self._problems) < 100_000:
+            self._problems.append(seq)
+        else:
+            self._problems[-1] = max(self._problems[-1], seq)
+
+    def _succeeded(self, outcome: Outcome, lines: List[bytes], seqs: List[int]) -> None:
         self.stats.delivered += len(lines) - len(outcome.rejected)
         self.stats.duplicates += outcome.duplicates
         for index, reason in outcome.rejected:
             self.stats.rejected += 1
+            with self._lock:
+                self._problem(seqs[index])
             line = lines[index]
             spool.record_rejected(self.config.spool_path, line, reason)
             self._once(
@@ -520,11 +599,13 @@ class Sender:
                 outcome.message,
                 self.config.spool_path if self.wal_ok else "(unavailable: memory only)",
             )
-            with self._lock:
+            with self._cond:
                 self._notify()
             return
         self.backoff = BACKOFF_FIRST if self.backoff == 0 else min(self.backoff * 2, BACKOFF_MAX)
         delay = max(self.backoff * random.uniform(0.8, 1.2), outcome.retry_after)
+        if outcome.timed_out:
+            delay = min(delay, 1.0)  # the server is alive but slow: retry soon, with a smaller batch
         self.retry_at = time.monotonic() + delay
         if self.healthy:
             self.healthy = False
@@ -540,23 +621,21 @@ class Sender:
             logger.debug("custody: still cannot deliver (%s); next try in %.1f s", outcome.message, delay)
 
     def _notify(self) -> None:
+        """Wake flush() callers whose events are all resolved (or that can no longer be). Lock held."""
         if not self.waiters:
             return
-        problems = self.stats.lost + self.stats.rejected
         keep = []
-        for target, event, holder, problems_before in self.waiters:
-            if self.resolved >= target and not self.backlog_has(target) and not self.replay_pending:
-                holder["ok"] = problems == problems_before
+        for target, event, holder, since in self.waiters:
+            if self.resolved >= target and not self.replay_pending:
+                first = bisect.bisect_right(self._problems, since)
+                holder["ok"] = not (first < len(self._problems) and self._problems[first] <= target)
                 event.set()
             elif self.paused is not None or self.stopped.is_set():
                 holder["ok"] = False
                 event.set()
             else:
-                keep.append((target, event, holder, problems_before))
+                keep.append((target, event, holder, since))
         self.waiters = keep
-
-    def backlog_has(self, seq: int) -> bool:
-        return bool(self.backlog) and self.backlog[0][0] <= seq
 
     def _maybe_rotate(self) -> None:
         segment = self.segment
@@ -575,7 +654,11 @@ class Sender:
     # --- replaying what dead processes left --------------------------------------------------------
     def _replay(self) -> None:
         result = replay(
-            self.config, self._transport, skip=self.segment.path if self.segment else None, between=self._between
+            self.config,
+            self._transport,
+            skip=self.segment.path if self.segment else None,
+            between=lambda: self._stop_item is not None,
+            sizer=self.sizer,
         )
         self.stats.replayed += result.sent
         self.stats.duplicates += result.duplicates
@@ -583,19 +666,13 @@ class Sender:
         if result.outcome is not None and result.outcome.state != "ok":
             self._failed(result.outcome)
             return
-        self.replay_pending = False
-        with self._lock:
+        if self._stop_item is not None and result.remaining_segments:
+            return
+        with self._cond:
+            self.replay_pending = False
             self._notify()
         if result.sent:
             logger.info("custody: delivered %d events spooled by earlier processes", result.sent)
-
-    def _between(self) -> bool:
-        """Between replayed batches: keep spooling new events; True (stop replaying) on shutdown."""
-        stop = self._intake(None)
-        if stop is not None:
-            self._pending_stop = stop
-            return True
-        return False
 
     # --- stopping ----------------------------------------------------------------------------------------
     def _finish(self, item: Tuple[Any, ...]) -> None:
@@ -610,17 +687,19 @@ class Sender:
                     break
                 tried_now = True  # one immediate try at exit, whatever the backoff says
             outcome = self._send_batch(timeout=min(self.config.timeout, remaining))
-            if outcome is None:
+            if outcome is None or outcome.state != "ok":
                 break
-            if outcome.state != "ok":
-                break
-        if self.replay_pending and self.paused is None and deadline - time.monotonic() > 0.1:
+        if self.replay_pending and self.paused is None and self.healthy and deadline - time.monotonic() > 0.1:
             result = replay(
-                self.config, self._transport, skip=self.segment.path if self.segment else None, deadline=deadline
+                self.config,
+                self._transport,
+                skip=self.segment.path if self.segment else None,
+                deadline=deadline,
+                sizer=self.sizer,
             )
             self.stats.replayed += result.sent
             self.replay_pending = result.remaining_segments > 0
-        with self._lock:
+        with self._cond:
             remaining_events = len(self.backlog)
             spilled = self.spill_offset is not None
             where = self.segment.path if self.segment is not None else None
@@ -656,7 +735,7 @@ class Sender:
         logger.log(level, message, *args)
 
     def reset_after_fork(self) -> None:
-        """In a forked child: forget the parent's thread, queue, spool segment and backlog."""
+        """In a forked child: forget the parent's threads, queue, spool segment and backlog."""
         if self.segment is not None:
             try:
                 os.close(self.segment.fd)  # the parent keeps its lock through its own descriptor
@@ -680,11 +759,14 @@ def replay(
     transport: Any,
     *,
     skip: Optional[str] = None,
-    between: Optional[Callable[[], Any]] = None,
+    between: Optional[Callable[[], bool]] = None,
     deadline: Optional[float] = None,
+    sizer: Optional[BatchSizer] = None,
 ) -> ReplayResult:
-    """Send the undelivered events of every abandoned segment of this server's spool directory."""
+    """Send the undelivered events of every abandoned segment of this server's spool directory.
+    ``between`` is asked after each batch whether to stop."""
     result = ReplayResult()
+    sizer = sizer or BatchSizer(config.max_batch_events)
     directory = config.spool_path
     for path in spool.segments(directory):
         if path == skip:
@@ -700,7 +782,7 @@ def replay(
             acked, aborts = claimed.scan()
             entries: Iterator[Tuple[bytes, int]] = claimed.events(acked)
             extra = [(line, -1) for line in aborts]
-            delivered = _replay_entries(config, transport, result, claimed, entries, extra, between, deadline)
+            delivered = _replay_entries(config, transport, result, claimed, entries, extra, between, deadline, sizer)
         except OSError as exc:
             logger.warning("custody: could not replay the spool segment %s: %s", path, exc)
         finally:
@@ -721,14 +803,15 @@ def _replay_entries(
     claimed: spool.Claimed,
     entries: Iterator[Tuple[bytes, int]],
     extra: List[Tuple[bytes, int]],
-    between: Optional[Callable[[], Any]],
+    between: Optional[Callable[[], bool]],
     deadline: Optional[float],
+    sizer: BatchSizer,
 ) -> bool:
     def batches() -> Iterator[List[Tuple[bytes, int]]]:
         batch: List[Tuple[bytes, int]] = []
         size = 0
         for entry in itertools.chain(entries, extra):
-            if batch and (len(batch) >= config.max_batch_events or size + len(entry[0]) > config.max_batch_bytes):
+            if batch and (len(batch) >= sizer.limit or size + len(entry[0]) > config.max_batch_bytes):
                 yield batch
                 batch, size = [], 0
             batch.append(entry)
@@ -741,7 +824,9 @@ def _replay_entries(
             return False
         lines = [line for line, _ in batch]
         remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
+        started = time.monotonic()
         outcome = post_batch(transport, lines, None if remaining is None else min(config.timeout, remaining))
+        sizer.update(outcome, len(lines), time.monotonic() - started)
         if outcome.state != "ok":
             result.outcome = outcome
             return False
