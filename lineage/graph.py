@@ -342,14 +342,17 @@ def _by_kind(keys: Iterable[Key]) -> dict[str, list[Key]]:
 # --- entity lineage (jobs and datasets) ------------------------------------------------------------------
 
 
+def _edge_column(name: str) -> str:
+    return str(JobDatasetEdge._meta.get_field(name).column)  # type: ignore[union-attr]
+
+
 def edge_level_sql(column: str, vendor: str, count: int, as_of: bool) -> str:
     """The one query of a traversal level over job↔dataset edges (raw SQL: this is the hot path,
     and compiling an ORM query costs more than running this one). ``= ANY(%s)`` with one array
     parameter on PostgreSQL, ``IN (%s, ...)`` elsewhere."""
-    meta = JobDatasetEdge._meta
-    table = meta.db_table
-    col = meta.get_field(column).column  # type: ignore[union-attr]
-    cols = ", ".join(meta.get_field(name).column for name in ("job", "dataset", "direction"))  # type: ignore[union-attr]
+    table = JobDatasetEdge._meta.db_table
+    col = _edge_column(column)
+    cols = ", ".join(_edge_column(name) for name in ("job", "dataset", "direction"))
     any_of = f"{col} = ANY(%s)"
     frontier = any_of if vendor == "postgresql" else f"{col} IN ({', '.join(['%s'] * count)})"
     validity = "valid_to IS NULL" if not as_of else "valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)"

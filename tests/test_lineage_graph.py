@@ -699,7 +699,7 @@ def test_query_count_does_not_grow_with_the_graph(api, post_event):
             for i in range(readers)
         ]
         post_all(post_event, events)
-    for path, small, large in [
+    cases: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         ("/api/v1/lineage", {"nodeId": "dataset:hub:small"}, {"nodeId": "dataset:hub:large"}),
         (
             "/api/v1/lineage",
@@ -708,7 +708,8 @@ def test_query_count_does_not_grow_with_the_graph(api, post_event):
         ),
         ("/api/v1/namespaces/small/jobs", {}, {}),
         ("/api/v1/namespaces/out/datasets", {"limit": 3}, {"limit": 12}),
-    ]:
+    ]
+    for path, small, large in cases:
         if path.endswith("/jobs"):
             assert _count_queries(api, path, **small) == _count_queries(api, "/api/v1/namespaces/large/jobs"), path
         else:
@@ -788,3 +789,22 @@ def test_redaction_in_column_lineage_and_provenance(api, post_event):
     provenance = api.get(f"/api/v1/runs/{uid(2)}/provenance").json()
     assert provenance["runs"][0]["inputs"][0]["name"] == "raw"
     assert provenance["runs"][1]["run"]["id"] == uid(1)
+
+
+def test_as_of_fields_of_a_dataset_that_has_no_versions(api, post_event):
+    """Inputs never written by a tracked run have no versions: their fields as of an instant come
+    from the time their schema facet was reported."""
+    post_all(
+        post_event,
+        [
+            run_event("read", uid(1), "2024-01-01T00:00:00Z", [ds("src", "feed", schema=schema("x"))]),
+            run_event("read", uid(2), "2024-03-01T00:00:00Z", [ds("src", "feed")]),
+            run_event("read", uid(3), "2024-05-01T00:00:00Z", [ds("src", "feed", schema=schema("x", "y"))]),
+        ],
+    )
+    path = "/api/v1/namespaces/src/datasets/feed"
+    assert [f["name"] for f in api.get(path).json()["fields"]] == ["x", "y"]
+    assert api.get(path, {"asOf": "2024-02-01T00:00:00Z"}).json()["fields"] == []  # overwritten since: unknown
+    assert [f["name"] for f in api.get(path, {"asOf": "2024-06-01T00:00:00Z"}).json()["fields"]] == ["x", "y"]
+    graph = lineage(api, "job:tests:read", asOf="2024-06-01T00:00:00Z")
+    assert [f["name"] for f in nodes(graph)["dataset:src:feed"]["data"]["fields"]] == ["x", "y"]

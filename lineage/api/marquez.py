@@ -303,15 +303,17 @@ def datasets_json(
         current = ds.current_version
         fields, updated, lifecycle = ds.fields, ds.updated_at, ds.lifecycle_state
         # Facets may be deferred (graph nodes omit them): touch them only when rendering them.
-        ds_facets: Any = ds.facets if facets and as_of is None else {}
+        ds_facets: Any = ds.facets if facets else {}
         description, deleted = ds.description, ds.is_deleted
-        if as_of is not None:
+        if as_of is not None and ds.updated_at > as_of:
+            # Changed since: rebuild what was known at the instant from versions and facet times.
+            # (When nothing changed after it, the current state *is* the state then.)
             current, with_schema = at.get(ds.pk, (None, None))
-            fields = with_schema.fields if with_schema is not None else []
-            ds_facets = current.facets if current is not None else {}
-            updated = current.created_at if current is not None else ds.created_at
+            fields, ds_facets = _dataset_at(ds, as_of, current, with_schema, facets)
+            updated = max(current.created_at if current is not None else ds.created_at, ds.created_at)
             lifecycle = current.lifecycle_state if current is not None else ""
             documentation = ds_facets.get("documentation") if isinstance(ds_facets, dict) else None
+            description = ""
             if isinstance(documentation, dict) and isinstance(documentation.get("description"), str):
                 description = documentation["description"]
             deleted = lifecycle == "DROP"
@@ -338,6 +340,43 @@ def datasets_json(
             data["symlinks"] = redactor.scrub(links.get(ds.pk, []))
         rendered.append(data)
     return rendered
+
+
+def _facet_time(times: Any, key: str) -> datetime | None:
+    raw = times.get(key) if isinstance(times, dict) else None
+    try:
+        return datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+
+
+def _dataset_at(
+    ds: Dataset,
+    as_of: datetime,
+    current: DatasetVersion | None,
+    with_schema: DatasetVersion | None,
+    facets: bool,
+) -> tuple[list[Any], dict[str, Any]]:
+    """Fields and facets of a dataset as known at ``as_of``: the newer of the newest schema version
+    then and the dataset's own schema facet if it was reported by then; facets reported by then,
+    overlaid with those of the version current then (a facet overwritten since is unknown)."""
+    fields: list[Any] = []
+    fields_time: datetime | None = None
+    if with_schema is not None:
+        fields, fields_time = with_schema.fields, with_schema.created_at
+    schema_time = _facet_time(ds.facet_times, "schema")
+    if schema_time is not None and schema_time <= as_of and (fields_time is None or schema_time > fields_time):
+        fields = ds.fields
+    known: dict[str, Any] = {}
+    if facets:
+        known = {
+            key: value
+            for key, value in (ds.facets or {}).items()
+            if (stamp := _facet_time(ds.facet_times, key)) is not None and stamp <= as_of
+        }
+    if current is not None and isinstance(current.facets, dict):
+        known.update(current.facets)
+    return fields, known
 
 
 def dataset_versions_json(
@@ -504,7 +543,7 @@ def lineage_graph_json(traversal: Traversal, redactor: Redactor, *, as_of: datet
         for ds in Dataset.objects.filter(pk__in=traversal.kinds(DATASET))
         .order_by()
         .select_related("namespace", "current_version")
-        .defer("facets", "facet_times", "current_version__facets", "current_version__facet_times")
+        .defer("facets", "current_version__facets", "current_version__facet_times")
     }
     job_rows = {
         job.pk: job
