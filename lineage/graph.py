@@ -28,6 +28,7 @@ from datetime import datetime
 from functools import reduce
 from operator import or_
 from typing import Any
+from urllib.parse import unquote
 
 from django.db import connection
 from django.db.models import F, Lookup, Model, OuterRef, Q, Subquery, Window
@@ -737,14 +738,10 @@ def resolve_namespace_path(rest: str, visibility: Visibility) -> PathMatch:
     clients' ``%2F`` arrives decoded), so every reading is tried against existing rows; among the
     readings that exist, the longest object name wins, then the longest namespace."""
     texts = [rest]
-    try:
-        from urllib.parse import unquote
-
-        decoded = unquote(rest)
-        if decoded != rest:
-            texts.append(decoded)
-    except ValueError:  # pragma: no cover - unquote does not raise on str input
-        pass
+    decoded = unquote(rest)  # behind a proxy that does not decode %2F
+    if decoded != rest:
+        texts.append(decoded)
+    texts += [text[:-1] for text in list(texts) if text.endswith("/") and len(text) > 1]  # a trailing slash
     readings: list[tuple[str, str, str, str, str]] = []  # (route, ns, kind, name, version)
     for text in texts:
         readings.append(("namespace", text, "", "", ""))

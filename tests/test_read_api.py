@@ -61,6 +61,7 @@ def test_namespaces_list_detail_and_paging(api, post_event):
         assert detail["name"] == "gs://mock-bucket"
         assert detail["createdAt"] == "2024-11-26T13:05:29.606867Z"
     assert get(api, "/api/v1/namespaces/nowhere", 404)["error"] == "not_found"
+    assert get(api, "/api/v1/namespaces/airflow/")["name"] == "airflow"  # a trailing slash is forgiven
 
 
 @pytest.mark.parametrize(

@@ -508,7 +508,14 @@ def jobs_json(
         if latest_runs:
             data["latestRuns"] = [rendered_runs[run.pk] for run in recent.get(job.pk, [])]
         if facets:
-            data["facets"] = redactor.scrub(job.facets)
+            job_facets = job.facets
+            if as_of is not None and job.updated_at > as_of:  # only what had been reported by then
+                job_facets = {
+                    key: value
+                    for key, value in (job.facets or {}).items()
+                    if (stamp := _facet_time(job.facet_times, key)) is not None and stamp <= as_of
+                }
+            data["facets"] = redactor.scrub(job_facets)
         rendered.append(data)
     return rendered
 
