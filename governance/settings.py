@@ -199,7 +199,13 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Sign the audit chain's head (governance/audit/tasks.py); skipped when nothing was appended.
+    "audit-checkpoint": {
+        "task": "governance.audit.tasks.checkpoint",
+        "schedule": float(env_int("CUSTODY_AUDIT_CHECKPOINT_SECONDS", 300)),
+    },
+}
 
 # --- Security (production) ------------------------------------------------------------------------
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)

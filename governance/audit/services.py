@@ -31,6 +31,7 @@ How to audit an action (governance service layer, retention, anything that chang
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -50,6 +51,7 @@ ANONYMOUS_ACTOR = "anonymous"
 # Field names never copied into before/after snapshots.
 SECRET_FIELDS = frozenset({"password", "key_hash", "secret", "token", "session_key", "session_data"})
 MAX_REPR = 1000
+MAX_SNAPSHOT_VALUE = 16_384
 
 
 class _Context:
@@ -71,22 +73,42 @@ def jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False))
 
 
+class _SnapshotEncoder(DjangoJSONEncoder):
+    def default(self, o: Any) -> Any:
+        try:
+            return super().default(o)
+        except TypeError:
+            if isinstance(o, bytes | memoryview):
+                raw = bytes(o)
+                return {"$sha256": hashlib.sha256(raw).hexdigest(), "$bytes": len(raw)}
+            return str(o)
+
+
+def _snapshot_value(value: Any) -> Any:
+    text = json.dumps(value, cls=_SnapshotEncoder, allow_nan=False)
+    if len(text) > MAX_SNAPSHOT_VALUE:
+        return {"$sha256": chain.sha256_hex(text), "$chars": len(text)}
+    return json.loads(text)
+
+
 def snapshot(instance: models.Model, fields: Iterable[str] | None = None, *, m2m: bool = True) -> dict[str, Any]:
     """A JSON-safe ``{field: value}`` of a model instance (foreign keys as ids, many-to-many as
-    sorted id lists); secret fields (passwords, token hashes) are left out."""
+    sorted id lists). Secret fields (passwords, token hashes) are left out; a value longer than
+    16 KB as JSON (an event payload) is summarised by its SHA-256 and length."""
     wanted = set(fields) if fields is not None else None
     data: dict[str, Any] = {}
     opts = instance._meta
     for field in opts.concrete_fields:
         if field.name in SECRET_FIELDS or (wanted is not None and field.name not in wanted):
             continue
-        data[field.name] = field.value_from_object(instance)
+        data[field.name] = _snapshot_value(field.value_from_object(instance))
     if m2m and instance.pk is not None:
-        for field in opts.many_to_many:
-            if wanted is not None and field.name not in wanted:
+        for m2m_field in opts.many_to_many:
+            if wanted is not None and m2m_field.name not in wanted:
                 continue
-            data[field.name] = sorted(getattr(instance, field.attname).values_list("pk", flat=True))
-    return jsonable(data)  # type: ignore[no-any-return]
+            ids = sorted(getattr(instance, m2m_field.attname).values_list("pk", flat=True))
+            data[m2m_field.name] = _snapshot_value(ids)
+    return data
 
 
 def _resolve_actor(actor: Any, request: Any) -> tuple[Any, str]:

@@ -1,0 +1,47 @@
+"""manage.py audit_verify: exit 0 when the audit chain verifies, else 1 naming the first bad entry."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from governance.audit.verify import verify_chain
+
+
+class Command(BaseCommand):
+    help = "Recompute the audit trail's hash chain and check the signed checkpoints."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+        parser.add_argument("--database", default=None)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        result = verify_chain(options["database"])
+        if options["json"]:
+            self.stdout.write(json.dumps(result.as_dict(), indent=2))
+        elif result.ok:
+            if result.entries == 0:
+                self.stdout.write("OK: the audit trail is empty.")
+            else:
+                anchored = (
+                    f"latest signed checkpoint at entry {result.latest_checkpoint_sequence}"
+                    if result.latest_checkpoint_sequence
+                    else "no signed checkpoint yet"
+                )
+                self.stdout.write(
+                    f"OK: {result.entries} entries verified ({result.first_sequence}..{result.head_sequence}, "
+                    f"head {result.head_hash}); {result.checkpoints_verified} checkpoint(s) checked, {anchored}; "
+                    f"{result.unanchored_entries} entr{'y' if result.unanchored_entries == 1 else 'ies'} after it; "
+                    f"{result.elapsed_seconds}s."
+                )
+        for warning in result.warnings:
+            self.stderr.write(f"warning: {warning}")
+        if not result.ok:
+            problem = result.problem
+            assert problem is not None
+            if not options["json"]:
+                self.stderr.write(f"FAILED at entry {problem.sequence}: {problem.kind}: {problem.detail}")
+            sys.exit(1)

@@ -1,0 +1,224 @@
+"""Recompute the audit chain from the database and name the first broken entry.
+
+Checks, in sequence order (stopping at the first problem):
+
+- the chain starts at sequence 1 with the genesis ``prev_hash`` (or, after retention pruned the
+  oldest entries, at an entry whose ``prev_hash`` a signed checkpoint vouches for);
+- sequences are contiguous (a deleted entry shows as *missing*, a renumbered one as *out of order*);
+- each entry's ``prev_hash`` is the stored hash of the entry before it (catches deletion, insertion
+  and reordering);
+- each entry's hash equals the hash recomputed from its content (catches any altered value);
+- each checkpoint's head hash equals the hash of the entry at its sequence, and its Ed25519
+  signature verifies with a trusted key (catches a chain rewritten with fresh hashes, and forged
+  checkpoints); a checkpoint beyond the last entry means entries were cut from the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.db import connections, router, transaction
+
+from governance.audit import chain, guards, signing
+from governance.audit.models import AuditCheckpoint
+
+ENTRY_COLUMNS = (
+    "sequence, timestamp, actor_id, actor_name, action, object_type, object_id, object_repr, "
+    "before, after, extra, request_id, source_ip, redacted, prev_hash, hash"
+)
+
+
+@dataclass
+class Problem:
+    sequence: int | None
+    kind: str  # altered | missing | out_of_order | broken_link | bad_start | checkpoint_mismatch | bad_signature ...
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"entry {self.sequence}" if self.sequence is not None else "chain"
+        return f"{where}: {self.kind}: {self.detail}"
+
+
+@dataclass
+class VerifyResult:
+    ok: bool = True
+    entries: int = 0
+    first_sequence: int | None = None
+    head_sequence: int | None = None
+    head_hash: str | None = None
+    checkpoints: int = 0
+    checkpoints_verified: int = 0
+    signatures_checked: bool = True
+    latest_checkpoint_sequence: int | None = None
+    unanchored_entries: int = 0
+    elapsed_seconds: float = 0.0
+    problem: Problem | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["first_bad_sequence"] = self.problem.sequence if self.problem else None
+        return data
+
+
+class _Stop(Exception):
+    pass
+
+
+def verify_chain(using: str | None = None, *, chunk_size: int = 10_000) -> VerifyResult:
+    db = using or router.db_for_read(AuditCheckpoint)
+    started = time.perf_counter()
+    result = VerifyResult()
+    keys = signing.trusted_public_keys()
+    if not keys:
+        result.signatures_checked = False
+        result.warnings.append("no signing key is configured: checkpoint signatures were not checked")
+    with transaction.atomic(using=db):
+        checkpoints = list(AuditCheckpoint.objects.using(db).order_by("sequence", "id"))
+        result.checkpoints = len(checkpoints)
+        by_sequence: dict[int, list[AuditCheckpoint]] = defaultdict(list)
+        for cp in checkpoints:
+            by_sequence[cp.sequence].append(cp)
+        with contextlib.suppress(_Stop):
+            _walk(db, result, by_sequence, keys, chunk_size)
+    if result.ok and checkpoints:
+        last_seq = result.head_sequence or 0
+        beyond = [cp for cp in checkpoints if cp.sequence > last_seq]
+        if beyond:
+            _fail(
+                result,
+                last_seq + 1,
+                "missing",
+                f"checkpoint {beyond[0].pk} vouches for entry {beyond[0].sequence}, but the chain ends at "
+                f"{last_seq or 'nothing'}: entries were removed from the end",
+                stop=False,
+            )
+    if result.ok and result.head_sequence is not None:
+        head = result.head_sequence
+        result.latest_checkpoint_sequence = max(
+            (cp.sequence for cp in checkpoints if cp.sequence <= head), default=None
+        )
+        anchored_to = result.latest_checkpoint_sequence or (result.first_sequence or 1) - 1
+        result.unanchored_entries = head - anchored_to
+    result.elapsed_seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _fail(result: VerifyResult, sequence: int | None, kind: str, detail: str, stop: bool = True) -> None:
+    result.ok = False
+    result.problem = Problem(sequence, kind, detail)
+    if stop:
+        raise _Stop
+
+
+def _check_checkpoints(
+    result: VerifyResult, cps: list[AuditCheckpoint], sequence: int, stored_hash: str, keys: dict[str, Any]
+) -> None:
+    for cp in cps:
+        if cp.head_hash != stored_hash:
+            _fail(
+                result,
+                sequence,
+                "checkpoint_mismatch",
+                f"signed checkpoint {cp.pk} says entry {sequence} has hash {cp.head_hash}, the chain has "
+                f"{stored_hash}: the chain up to here was rewritten after the checkpoint",
+            )
+        if keys:
+            valid = signing.signature_valid(cp, keys)
+            if valid is None:
+                _fail(result, sequence, "unknown_key", f"checkpoint {cp.pk} is signed by unknown key {cp.key_id}")
+            if not valid:
+                _fail(result, sequence, "bad_signature", f"checkpoint {cp.pk}: the signature does not verify")
+        result.checkpoints_verified += 1
+
+
+def _walk(
+    db: str,
+    result: VerifyResult,
+    by_sequence: dict[int, list[AuditCheckpoint]],
+    keys: dict[str, Any],
+    chunk_size: int,
+) -> None:
+    fd = chain.new_cache()
+    body_digest = chain.body_digest
+    link_hash = chain.link_hash
+    format_time = chain.format_time
+    loads = json.loads
+    expected: int | None = None
+    prev_hash = ""
+    count = 0
+    conn = connections[db]
+    with conn.chunked_cursor() as cursor:
+        cursor.execute(f"SELECT {ENTRY_COLUMNS} FROM {guards.ENTRY_TABLE} ORDER BY sequence")
+        while True:
+            rows = cursor.fetchmany(chunk_size)
+            if not rows:
+                break
+            for row in rows:
+                seq = row[0]
+                if expected is None:
+                    result.first_sequence = seq
+                    _check_start(result, row, by_sequence)
+                elif seq != expected:
+                    if seq < expected:
+                        _fail(result, seq, "out_of_order", f"entry {seq} follows entry {expected - 1}")
+                    missing = f"entry {expected}" if seq == expected + 1 else f"entries {expected}..{seq - 1}"
+                    _fail(result, expected, "missing", f"{missing} missing: entry {seq} follows entry {expected - 1}")
+                elif row[14] != prev_hash:
+                    _fail(
+                        result,
+                        seq,
+                        "broken_link",
+                        f"prev_hash {row[14]} is not the hash of entry {seq - 1} ({prev_hash}): an entry was "
+                        "inserted, removed or reordered here",
+                    )
+                try:
+                    body = body_digest(
+                        sequence=seq,
+                        time=format_time(row[1]),
+                        actor_id=row[2],
+                        actor_name=row[3],
+                        action=row[4],
+                        object_type=row[5],
+                        object_id=row[6],
+                        object_repr=row[7],
+                        before=None if row[8] is None else loads(row[8]),
+                        after=None if row[9] is None else loads(row[9]),
+                        extra_json="null" if row[10] is None else row[10],
+                        request_id=row[11],
+                        source_ip=row[12],
+                        redacted=() if row[13] is None else loads(row[13]),
+                        fd=fd,
+                    )
+                except (ValueError, TypeError, AttributeError) as exc:
+                    _fail(result, seq, "altered", f"the entry cannot be read as an audit entry: {exc}")
+                if link_hash(row[14], body) != row[15]:
+                    _fail(result, seq, "altered", "the content does not match the entry's hash (a value was changed)")
+                prev_hash = row[15]
+                expected = seq + 1
+                count += 1
+                result.entries = count
+                result.head_sequence = seq
+                result.head_hash = prev_hash
+                cps = by_sequence.get(seq)
+                if cps:
+                    _check_checkpoints(result, cps, seq, prev_hash, keys)
+
+
+def _check_start(result: VerifyResult, row: Any, by_sequence: dict[int, list[AuditCheckpoint]]) -> None:
+    seq, prev = row[0], row[14]
+    if seq == 1:
+        if prev != chain.GENESIS:
+            _fail(result, 1, "bad_start", "the first entry's prev_hash is not the genesis value (64 zeros)")
+        return
+    anchors = by_sequence.get(seq - 1, [])
+    if any(cp.head_hash == prev for cp in anchors):
+        result.warnings.append(f"the chain starts at entry {seq}; entries before it were pruned under a checkpoint")
+        return
+    first = "entry 1" if seq == 2 else f"entries 1..{seq - 1}"
+    _fail(result, 1, "missing", f"{first} missing: the chain starts at entry {seq} and no checkpoint vouches for it")
