@@ -43,8 +43,8 @@ import hashlib
 import json
 import sys
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from json.encoder import encode_basestring
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, NoReturn, Optional, Tuple, Union
 
 __all__ = ["Problem", "Result", "ed25519_verify", "load_public_keys", "main", "verify_export", "verify_file"]
 
@@ -250,7 +250,7 @@ def _redacted_digest(path: str, value: Any) -> str:
     return value[len(REDACTED_PREFIX) :]
 
 
-def _map_form(name: str, value: Any, redacted: frozenset, fd: Callable[[Any], str]) -> str:
+def _map_form(name: str, value: Any, redacted: FrozenSet[str], fd: Callable[[Any], str]) -> str:
     if value is None:
         return "null"
     if not isinstance(value, Mapping):
@@ -394,7 +394,7 @@ class _Verifier:
         self.pending: Dict[int, List[Tuple[int, Mapping[str, Any]]]] = {}
         self.line = 0
 
-    def fail(self, sequence: Optional[int], kind: str, detail: str) -> None:
+    def fail(self, sequence: Optional[int], kind: str, detail: str) -> NoReturn:
         self.result.ok = False
         self.result.problem = Problem(self.line, sequence, kind, detail)
         raise _Stop
@@ -450,10 +450,10 @@ class _Verifier:
                 self.fail(seq, "altered", "the content does not match the entry's hash (a value was changed)")
             result.entries += 1
         else:
-            body = record.get("body")
-            if not isinstance(body, str) or len(body) != 64:
+            given = record.get("body")
+            if not isinstance(given, str) or len(given) != 64:
                 self.fail(seq, "malformed", "link record without a body digest")
-            computed = link_hash(self.running, str(body))
+            computed = link_hash(self.running, given)
             if "hash" in record and record["hash"] != computed:
                 self.fail(seq, "altered", "the link's hash does not follow from the chain before it")
             result.links += 1
