@@ -9,8 +9,12 @@ Access (no migration, no per-user permission rows):
   everyone, superusers included. :class:`~lineage.admin.namespaces.NamespaceAdmin` is the one exception:
   admins may edit a namespace's owner and description.
 - Per-namespace visibility: every queryset the admin shows goes through :meth:`LineageAdmin.visible_queryset`,
-  which returns it unchanged today. The per-namespace permission issue overrides that hook (or mixes in a
-  guardian-based class in front of :class:`LineageAdmin`) and filters on :attr:`LineageAdmin.namespace_lookup`.
+  which asks the same registry as the read API (:func:`lineage.access.visibility_for`). Its default policy
+  lets everyone see everything, so today the hook returns the queryset unchanged; once governance registers
+  its per-namespace policy, the admin hides rows of invisible namespaces (on every
+  :attr:`LineageAdmin.namespace_lookups` path), namespace filters list only visible namespaces, and the
+  detail page of a hidden object answers as if it did not exist. A guardian-based admin mixin can also
+  override the hook.
 
 Speed on million-row tables:
 
@@ -47,6 +51,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import smart_split, unescape_string_literal
 
+from lineage.access import Visibility, visibility_for
 from lineage.admin.pagination import EstimatedCountPaginator
 
 #: Groups whose staff members may view every lineage model.
@@ -86,6 +91,15 @@ def can_edit_lineage(request: HttpRequest) -> bool:
     if not (user.is_active and user.is_staff):
         return False
     return bool(user.is_superuser or user_roles(request) & EDIT_ROLES)
+
+
+def request_visibility(request: HttpRequest) -> Visibility:
+    """What the request's user may see (see :mod:`lineage.access`), asked once per request."""
+    visibility = getattr(request, "_custody_visibility", None)
+    if visibility is None:
+        visibility = visibility_for(request.user)
+        request._custody_visibility = visibility  # type: ignore[attr-defined]
+    return visibility
 
 
 def admin_url(obj: models.Model) -> str:
@@ -171,8 +185,9 @@ class LeanChangeList(ChangeList):
 class LineageAdmin(admin.ModelAdmin):
     """Base admin of the lineage models: read-only evidence, role-based viewing, fast lists."""
 
-    #: Path from this model to its Namespace (or to a namespace name), for per-namespace filtering later.
-    namespace_lookup: str | None = None
+    #: Paths from this model to the Namespace(s) its rows show; a row is visible when all of them are.
+    #: Empty: the model has no namespace and overrides :meth:`restrict_to_namespaces`.
+    namespace_lookups: tuple[str, ...] = ()
     #: ``(shape regex, lookup or lookups)`` pairs. Each search word uses the first pair whose regex matches
     #: it in full; the regex's first group, when it has one, is the value looked up; several lookups are
     #: ORed. Words are combined with AND. ``search_fields`` is derived from it (it shows the search box).
@@ -209,9 +224,17 @@ class LineageAdmin(admin.ModelAdmin):
         return False
 
     def visible_queryset(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:
-        """The rows of ``queryset`` that the request's user may see. Everything, until per-namespace
-        permissions arrive; they filter here on :attr:`namespace_lookup`."""
-        return queryset
+        """The rows of ``queryset`` that the request's user may see: all of them unless the visibility
+        policy of :mod:`lineage.access` restricts the user to some namespaces."""
+        visibility = request_visibility(request)
+        if visibility.namespace_ids is None:
+            return queryset
+        return self.restrict_to_namespaces(queryset, sorted(visibility.namespace_ids))
+
+    def restrict_to_namespaces(self, queryset: models.QuerySet[Any], namespace_ids: list[int]) -> models.QuerySet[Any]:
+        if not self.namespace_lookups:
+            return queryset.none()
+        return queryset.filter(**{f"{lookup}__in": namespace_ids for lookup in self.namespace_lookups})
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet[Any]:
         return self.visible_queryset(request, super().get_queryset(request))

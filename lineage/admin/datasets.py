@@ -12,7 +12,7 @@ from lineage.admin.base import (
     json_field,
     related_links,
 )
-from lineage.admin.filters import LIFECYCLE_STATES, static_choices_filter
+from lineage.admin.filters import LIFECYCLE_STATES, NamespaceFilter, static_choices_filter
 from lineage.models import (
     ColumnLineage,
     Dataset,
@@ -29,10 +29,15 @@ LifecycleFilter = static_choices_filter("lifecycle_state", "lifecycle state", LI
 
 @admin.register(Dataset)
 class DatasetAdmin(LineageAdmin):
-    namespace_lookup = "namespace"
+    namespace_lookups = ("namespace",)
     list_display = ("name", "namespace_link", "type", "is_deleted", "lifecycle_state", "updated_at")
     list_select_related = ("namespace",)
-    list_filter = ("namespace", "is_deleted", LifecycleFilter, ("updated_at", admin.DateFieldListFilter))
+    list_filter = (
+        ("namespace", NamespaceFilter),
+        "is_deleted",
+        LifecycleFilter,
+        ("updated_at", admin.DateFieldListFilter),
+    )
     search_rules = ((ANY, "name__startswith"),)
     search_help_text = "Start of the dataset name (case-sensitive), e.g. public.orders"
     sortable_by = ("updated_at",)
@@ -82,7 +87,7 @@ class DatasetAdmin(LineageAdmin):
 
 @admin.register(DatasetSymlink)
 class DatasetSymlinkAdmin(LineageAdmin):
-    namespace_lookup = "dataset__namespace"
+    namespace_lookups = ("dataset__namespace",)
     list_display = ("namespace", "name", "type", "dataset_link")
     list_select_related = ("dataset__namespace",)
     search_rules = ((ANY, "name__startswith"),)
@@ -96,10 +101,10 @@ class DatasetSymlinkAdmin(LineageAdmin):
 
 @admin.register(DatasetVersion)
 class DatasetVersionAdmin(LineageAdmin):
-    namespace_lookup = "dataset__namespace"
+    namespace_lookups = ("dataset__namespace",)
     list_display = ("version", "dataset_link", "created_at", "run_link", "lifecycle_state", "schema_digest")
     list_select_related = ("dataset__namespace", "run")
-    list_filter = ("dataset__namespace", LifecycleFilter)
+    list_filter = (("dataset__namespace", NamespaceFilter), LifecycleFilter)
     search_rules = ((UUID, ("uuid", "version__exact")), (ANY, "version__exact"))
     search_help_text = "A version id, exactly (Custody's version UUID or the producer's version)."
     ordering = ("-pk",)
@@ -139,10 +144,10 @@ class DatasetVersionAdmin(LineageAdmin):
 
 @admin.register(SchemaChange)
 class SchemaChangeAdmin(LineageAdmin):
-    namespace_lookup = "dataset__namespace"
+    namespace_lookups = ("dataset__namespace",)
     list_display = ("dataset_link", "level", "short_explanation", "from_version_link", "to_version_link", "created_at")
     list_select_related = ("dataset__namespace", "from_version", "to_version")
-    list_filter = ("level", "dataset__namespace")
+    list_filter = ("level", ("dataset__namespace", NamespaceFilter))
     search_rules = ((ANY, "dataset__name__startswith"),)
     search_help_text = "Start of the dataset name (case-sensitive)."
     ordering = ("-pk",)

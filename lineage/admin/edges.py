@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from lineage.admin.base import ANY, UUID, LineageAdmin, fk_link, json_field
-from lineage.admin.filters import OpenEdgeFilter, static_choices_filter
+from lineage.admin.filters import NamespaceFilter, OpenEdgeFilter, static_choices_filter
 from lineage.models import ColumnLineage, JobDatasetEdge, RunInput, RunOutput
 
 RUN_OR_DATASET_SEARCH = ((UUID, "run__run_id"), (ANY, "dataset__name__startswith"))
@@ -12,10 +12,10 @@ RUN_OR_DATASET_HELP = "A run id (UUID), or the start of the dataset name (case-s
 
 @admin.register(RunInput)
 class RunInputAdmin(LineageAdmin):
-    namespace_lookup = "dataset__namespace"
+    namespace_lookups = ("run__job__namespace", "dataset__namespace")
     list_display = ("run_link", "dataset_link", "version_link", "first_seen_at")
     list_select_related = ("run", "dataset__namespace", "version")
-    list_filter = ("dataset__namespace",)
+    list_filter = (("dataset__namespace", NamespaceFilter),)
     search_rules = RUN_OR_DATASET_SEARCH
     search_help_text = RUN_OR_DATASET_HELP
     ordering = ("-pk",)
@@ -31,10 +31,10 @@ class RunInputAdmin(LineageAdmin):
 
 @admin.register(RunOutput)
 class RunOutputAdmin(LineageAdmin):
-    namespace_lookup = "dataset__namespace"
+    namespace_lookups = ("run__job__namespace", "dataset__namespace")
     list_display = ("run_link", "dataset_link", "version_link", "first_seen_at")
     list_select_related = ("run", "dataset__namespace", "version")
-    list_filter = ("dataset__namespace",)
+    list_filter = (("dataset__namespace", NamespaceFilter),)
     search_rules = RUN_OR_DATASET_SEARCH
     search_help_text = RUN_OR_DATASET_HELP
     ordering = ("-pk",)
@@ -50,10 +50,10 @@ class RunOutputAdmin(LineageAdmin):
 
 @admin.register(JobDatasetEdge)
 class JobDatasetEdgeAdmin(LineageAdmin):
-    namespace_lookup = "job__namespace"
+    namespace_lookups = ("job__namespace", "dataset__namespace")
     list_display = ("job_link", "direction", "dataset_link", "source", "valid_from", "valid_to")
     list_select_related = ("job__namespace", "dataset__namespace")
-    list_filter = ("direction", "source", OpenEdgeFilter, "job__namespace")
+    list_filter = ("direction", "source", OpenEdgeFilter, ("job__namespace", NamespaceFilter))
     search_rules = ((r"job:(.+)", "job__name__startswith"), (ANY, "dataset__name__startswith"))
     search_help_text = "Start of the dataset name, or job:NAME for the start of the job name (case-sensitive)."
     ordering = ("-pk",)
@@ -66,11 +66,11 @@ class JobDatasetEdgeAdmin(LineageAdmin):
 
 @admin.register(ColumnLineage)
 class ColumnLineageAdmin(LineageAdmin):
-    namespace_lookup = "dataset__namespace"
+    namespace_lookups = ("dataset__namespace", "input_dataset__namespace")
     list_display = ("dataset_link", "field", "input_dataset_link", "input_field", "transformation_type", "event_time")
     list_select_related = ("dataset__namespace", "input_dataset__namespace")
     list_filter = (
-        "dataset__namespace",
+        ("dataset__namespace", NamespaceFilter),
         static_choices_filter("transformation_type", "transformation type", ("DIRECT", "INDIRECT")),
     )
     search_rules = ((r"field:(.+)", "field"), (ANY, "dataset__name__startswith"))

@@ -13,7 +13,7 @@ from django.utils.safestring import SafeString
 
 from lineage.admin.base import ANY, SHA256, UUID, LineageAdmin, admin_link, pretty_json
 from lineage.admin.filters import EVENT_TYPES, NamespaceNameFilter, static_choices_filter
-from lineage.models import Job, RawEvent, Run
+from lineage.models import Job, Namespace, RawEvent, Run
 
 #: Payloads up to this size are pretty-printed in full on the detail page; larger ones are downloaded.
 PAYLOAD_DISPLAY_BYTES = 1_000_000
@@ -23,7 +23,6 @@ PAYLOAD_DISPLAY_BYTES = 1_000_000
 class RawEventAdmin(LineageAdmin):
     """Every accepted OpenLineage event, verbatim: the evidence the graph is derived from."""
 
-    namespace_lookup = "job_namespace"  # a namespace *name*: filter with job_namespace__in=<visible names>
     list_display = (
         "received_at",
         "kind",
@@ -57,6 +56,11 @@ class RawEventAdmin(LineageAdmin):
         "submitted_by",
         "payload_pretty",
     )
+
+    def restrict_to_namespaces(self, queryset: QuerySet[Any], namespace_ids: list[int]) -> QuerySet[Any]:
+        # Raw events name their job's namespace; an event without a job (DatasetEvent) is hidden too.
+        names = Namespace.objects.filter(pk__in=namespace_ids).values("name")
+        return queryset.filter(job_namespace__in=names)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         # The payload (up to tens of megabytes) is only read when the detail page shows it.

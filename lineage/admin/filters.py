@@ -2,7 +2,8 @@
 
 Django's ``AllValuesFieldListFilter`` and ``RelatedOnlyFieldListFilter`` build their choices with
 ``SELECT DISTINCT`` over the listed table; on millions of rows that is seconds per page view. The
-filters here take their choices from a fixed list or from the (small) namespace table.
+filters here take their choices from a fixed list or from the (small) namespace table, of which they
+list only the namespaces the user may see.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Field, QuerySet
 from django.http import HttpRequest
 
+from lineage.admin.base import request_visibility
 from lineage.models import Namespace
 
 #: OpenLineage ``eventType`` values (RunEvent).
@@ -44,6 +46,17 @@ def static_choices_filter(field: str, title: str, values: Sequence[str]) -> type
     )
 
 
+def visible_namespaces(request: HttpRequest) -> QuerySet[Namespace]:
+    return request_visibility(request).filter(Namespace.objects.order_by("name"), field="pk")
+
+
+class NamespaceFilter(admin.RelatedFieldListFilter):
+    """A foreign key to Namespace (also across relations, e.g. ``job__namespace``): visible namespaces only."""
+
+    def field_choices(self, field: Field[Any, Any], request: HttpRequest, model_admin: Any) -> list[tuple[Any, str]]:
+        return list(visible_namespaces(request).values_list("pk", "name"))
+
+
 class NamespaceNameFilter(admin.SimpleListFilter):
     """For tables that store a namespace by name (raw events): the choices are the namespace table's rows."""
 
@@ -52,7 +65,7 @@ class NamespaceNameFilter(admin.SimpleListFilter):
     field = "job_namespace"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        names = Namespace.objects.order_by("name").values_list("name", flat=True)
+        names = visible_namespaces(request).values_list("name", flat=True)
         return [(name, name) for name in names]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:

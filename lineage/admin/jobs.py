@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.utils.safestring import SafeString
 
 from lineage.admin.base import (
@@ -13,6 +16,7 @@ from lineage.admin.base import (
     json_field,
     related_links,
 )
+from lineage.admin.filters import NamespaceFilter
 from lineage.models import (
     CodeCommit,
     ColumnLineage,
@@ -28,10 +32,10 @@ from lineage.models import (
 
 @admin.register(Job)
 class JobAdmin(LineageAdmin):
-    namespace_lookup = "namespace"
+    namespace_lookups = ("namespace",)
     list_display = ("name", "namespace_link", "type", "latest_run_link", "updated_at")
     list_select_related = ("namespace", "latest_run")
-    list_filter = ("namespace", ("updated_at", admin.DateFieldListFilter))
+    list_filter = (("namespace", NamespaceFilter), ("updated_at", admin.DateFieldListFilter))
     search_rules = ((ANY, "name__startswith"),)
     search_help_text = "Start of the job name (case-sensitive), e.g. etl.daily"
     sortable_by = ("updated_at",)
@@ -69,10 +73,10 @@ class JobAdmin(LineageAdmin):
 
 @admin.register(Run)
 class RunAdmin(LineageAdmin):
-    namespace_lookup = "job__namespace"
+    namespace_lookups = ("job__namespace",)
     list_display = ("run_id", "job_link", "state", "started_at", "ended_at", "first_event_time", "parent_link")
     list_select_related = ("job__namespace", "parent")
-    list_filter = ("state", "job__namespace", ("first_event_time", admin.DateFieldListFilter))
+    list_filter = ("state", ("job__namespace", NamespaceFilter), ("first_event_time", admin.DateFieldListFilter))
     search_rules = ((UUID, "run_id"), (r"run:(.+)", "run_id"), (ANY, "job__name__startswith"))
     search_help_text = "A run id (UUID, or run:ID for other ids), or the start of the job name (case-sensitive)."
     sortable_by = ("first_event_time",)
@@ -141,6 +145,11 @@ class CodeCommitAdmin(LineageAdmin):
         "first_seen_at",
         "related",
     )
+
+    def restrict_to_namespaces(self, queryset: QuerySet[Any], namespace_ids: list[int]) -> QuerySet[Any]:
+        # Commits belong to no namespace: show those that runs of visible jobs executed.
+        used = Run.objects.filter(job__namespace__in=namespace_ids, code_commit__isnull=False)
+        return queryset.filter(pk__in=used.values("code_commit_id"))
 
     @admin.display(description="sha")
     def short_sha(self, obj: CodeCommit) -> str:

@@ -12,7 +12,7 @@ from lineage.models import Dataset, Job, Namespace, RawEvent
 class NamespaceAdmin(LineageAdmin):
     """Namespaces are created by ingestion; admins may record who owns one and what it is for."""
 
-    namespace_lookup = "pk"
+    namespace_lookups = ("pk",)
     list_display = ("name", "owner_name", "updated_at", "created_at")
     search_rules = ((ANY, "name__icontains"),)  # a small table (teams, projects): substring search is cheap
     search_help_text = "Part of the namespace name."
