@@ -35,10 +35,14 @@ def free_port() -> int:
 class LiveServer:
     """One database, one port; :meth:`stop`/:meth:`kill` and :meth:`start` again keep both."""
 
-    def __init__(self, workdir: Optional[Path] = None, workers: int = 2, port: Optional[int] = None) -> None:
+    def __init__(
+        self, workdir: Optional[Path] = None, workers: int = 2, port: Optional[int] = None, database_url: str = ""
+    ) -> None:
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="custody-sdk-srv-"))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.db = self.dir / "db.sqlite3"
+        #: SQLite in ``dir`` by default; a PostgreSQL URL (an existing, empty database) for benchmarks.
+        self.database_url = database_url or f"sqlite:///{self.db}"
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
@@ -52,7 +56,7 @@ class LiveServer:
         env.update(
             DEBUG="1",
             CUSTODY_VAR_DIR=str(self.dir),
-            DATABASE_URL=f"sqlite:///{self.db}",
+            DATABASE_URL=self.database_url,
             PYTHONDONTWRITEBYTECODE="1",
         )
         return env
@@ -135,7 +139,13 @@ class LiveServer:
         self.proc = None
 
     # --- read-only checks of what landed ---------------------------------------------------------
-    def query(self, sql: str, *params: Any) -> List[sqlite3.Row]:
+    def query(self, sql: str, *params: Any) -> List[Any]:
+        if self.database_url.startswith("postgres"):
+            import psycopg
+            from psycopg.rows import dict_row
+
+            with psycopg.connect(self.database_url, row_factory=dict_row) as pg:
+                return list(pg.execute(sql.replace("?", "%s"), params).fetchall())
         conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
         conn.row_factory = sqlite3.Row
         try:
