@@ -292,6 +292,9 @@ def iter_jsonl(filters: Filters) -> Iterator[str]:
     yield json.dumps(header(filters), sort_keys=True) + "\n"
     bounds = _range(filters)
     if bounds is None:
+        if not filters.narrowing:  # no entries at all: any checkpoint shows they were removed
+            for cp in AuditCheckpoint.objects.order_by("sequence", "id"):
+                yield json.dumps(signing.checkpoint_record(cp), sort_keys=True) + "\n"
         return
     first, last = bounds
     checkpoints: dict[int, list[AuditCheckpoint]] = {}
@@ -319,6 +322,11 @@ def iter_jsonl(filters: Filters) -> Iterator[str]:
         if len(buffer) >= 500:
             yield "".join(buffer)
             buffer = []
+    if not narrowing:
+        # The whole chain was asked for: checkpoints past its end mean entries were cut from the
+        # end, and the verifier must see them to say so.
+        later = AuditCheckpoint.objects.filter(sequence__gt=last).order_by("sequence", "id")
+        buffer.extend(json.dumps(signing.checkpoint_record(cp), sort_keys=True) + "\n" for cp in later)
     if buffer:
         yield "".join(buffer)
 

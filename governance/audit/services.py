@@ -270,7 +270,7 @@ def redact_many(
             paths = [p for p in _check_paths(entry, wanted) if p not in (entry.redacted or [])]
             if paths:
                 _redact_row(db, entry, paths)
-                changed[entry.sequence] = paths
+                changed[entry.sequence] = sorted(paths)
             done.append(entry)
         if changed:
             record(

@@ -32,7 +32,7 @@ class Command(BaseCommand):
                     else "no signed checkpoint yet"
                 )
                 self.stdout.write(
-                    f"OK: {result.entries} entries verified ({result.first_sequence}..{result.head_sequence}, "
+                    f"OK: {result.entries} entr{'y' if result.entries == 1 else 'ies'} verified ({result.first_sequence}..{result.head_sequence}, "
                     f"head {result.head_hash}); {result.checkpoints_verified} checkpoint(s) checked, {anchored}; "
                     f"{result.unanchored_entries} entr{'y' if result.unanchored_entries == 1 else 'ies'} after it; "
                     f"{result.elapsed_seconds}s."
