@@ -1,4 +1,4 @@
-"""The ``custody`` command: ``gate``, ``flush`` and ``status``.
+"""The ``custody`` command: ``gate``, ``flush``, ``status`` and ``verify`` (:mod:`custody.verify`).
 
 Configuration as for the library: ``--url`` / ``--token`` / ``--namespace`` or ``CUSTODY_URL``,
 ``CUSTODY_TOKEN``, ``CUSTODY_NAMESPACE``, ``CUSTODY_SPOOL_DIR``.
@@ -162,6 +162,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if server["reachable"] and not refused else 1
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from custody.verify import run
+
+    return run(args.export, args.public_key, as_json=args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="custody", description="Custody SDK command line.")
     parser.add_argument("--version", action="version", version=f"custody {__version__}")
@@ -189,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="server reachability, token, spool size")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
+
+    verify = sub.add_parser(
+        "verify", help="verify an audit-trail export offline (exit 0 verified, 1 not, 2 unusable input)"
+    )
+    verify.add_argument("export", help="the JSON Lines export (GET /api/v1/audit/?format=jsonl); '-' for stdin")
+    verify.add_argument("--public-key", help="PEM file of the server's public key(s) (GET /api/v1/audit/public-key)")
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    verify.set_defaults(func=cmd_verify)
     return parser
 
 

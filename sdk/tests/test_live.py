@@ -282,3 +282,12 @@ def test_cli_status_and_gate(server: LiveServer, script: Script) -> None:
     else:
         assert gate.returncode == 1 and "BLOCKED" in gate.stdout
     assert script.cli("gate", "--model", "m").returncode == 2  # usage error
+
+
+def test_cli_verify_is_wired_to_the_offline_verifier(script: Script, tmp_path: Path) -> None:
+    missing = script.cli("verify", str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == 2 and "custody verify" in missing.stderr
+    empty = tmp_path / "export.jsonl"
+    empty.write_text("")
+    result = script.cli("verify", str(empty))
+    assert result.returncode in (0, 1), result.stdout + result.stderr
