@@ -11,6 +11,10 @@ from django.core.management.base import BaseCommand, CommandParser
 from governance.audit.verify import verify_chain
 
 
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
+
+
 class Command(BaseCommand):
     help = "Recompute the audit trail's hash chain and check the signed checkpoints."
 
@@ -32,10 +36,9 @@ class Command(BaseCommand):
                     else "no signed checkpoint yet"
                 )
                 self.stdout.write(
-                    f"OK: {result.entries} entr{'y' if result.entries == 1 else 'ies'} verified ({result.first_sequence}..{result.head_sequence}, "
+                    f"OK: {_entries(result.entries)} verified ({result.first_sequence}..{result.head_sequence}, "
                     f"head {result.head_hash}); {result.checkpoints_verified} checkpoint(s) checked, {anchored}; "
-                    f"{result.unanchored_entries} entr{'y' if result.unanchored_entries == 1 else 'ies'} after it; "
-                    f"{result.elapsed_seconds}s."
+                    f"{_entries(result.unanchored_entries)} after it; {result.elapsed_seconds}s."
                 )
         for warning in result.warnings:
             self.stderr.write(f"warning: {warning}")
