@@ -70,6 +70,7 @@ _LAZY = {
 
 _client: Optional[Client] = None
 _lock = _thread.allocate_lock()
+_auto_lock = _thread.allocate_lock()  # first use from several threads at once configures one client
 _hooks_installed = False
 
 
@@ -114,10 +115,10 @@ def get_client() -> Client:
     """The shared client, configured from the environment on first use if :func:`init` was not called."""
     client = _client
     if client is None:
-        with _lock:
+        with _auto_lock:
             client = _client
-        if client is None:
-            return init()
+            if client is None:
+                client = init()
     return client
 
 
