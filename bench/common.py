@@ -37,6 +37,17 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 TEMPLATE_DB = f"{DB_PREFIX}_template"
 
 
+def install_signal_handlers() -> None:
+    """SIGTERM/SIGHUP exit through SystemExit, so ``finally`` blocks and atexit clean-up
+    (gunicorn, databases) run when a benchmark is stopped by ``timeout`` or a CI runner."""
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGHUP, _exit)
+
+
 def log(*parts: object) -> None:
     print(*parts, file=sys.stderr, flush=True)
 

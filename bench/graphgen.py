@@ -416,6 +416,7 @@ def generate(database: str, edges: int, hub: int) -> dict[str, Any]:
         "width": WIDTH,
         "hub_neighbours": hub,
         "hub_node": f"dataset:{gen.namespaces[0]}:shared.calendar_hub",
+        "hub_consumer_node": f"job:{gen.job_namespaces[0]}:reports.dashboard_000000" if hub else None,
         "sample_nodes": samples,
         "history_examples": gen.history_examples,
         "counts": counts,
@@ -452,6 +453,7 @@ def _size_label(edges: int) -> str:
 
 
 def main() -> None:
+    common.install_signal_handlers()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--edges", type=int, default=10_000)
     parser.add_argument("--db", default=None, help="database name (custody_bench_ prefix added)")

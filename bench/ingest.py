@@ -17,6 +17,7 @@ otherwise idle 2-core box.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import math
@@ -62,6 +63,7 @@ class ClientResult:
     cpu: float
     latencies_ms: list[float] = field(default_factory=list)
     first_error: str = ""
+    retries: int = 0
 
 
 def _cpu_self() -> float:
@@ -70,9 +72,25 @@ def _cpu_self() -> float:
 
 
 def _client(job: ClientJob, barrier: Barrier, done: Barrier, out: Any) -> None:
+    """One client process: build the events, connect, wait at the barrier, send until the
+    deadline, report, and keep the connection open until the parent has read the CPU counters."""
+    result = ClientResult(job.stream, 0.0, 0.0, 0, 0, 0, 0.0)
+    try:
+        _client_loop(job, barrier, done, out, result)
+    except BaseException as exc:  # report instead of leaving the parent waiting
+        result.errors += 1
+        result.first_error = result.first_error or f"client crashed: {exc!r}"[:300]
+        result.ended = result.ended or time.monotonic()
+        result.started = result.started or result.ended
+        out.put(asdict(result))
+        with contextlib.suppress(Exception):
+            barrier.abort()
+            done.wait(timeout=60)
+
+
+def _client_loop(job: ClientJob, barrier: Barrier, done: Barrier, out: Any, result: ClientResult) -> None:
     events = EventFactory(job.stream, job.seed).events(job.events)
     chunks = [events[i : i + job.batch] for i in range(0, len(events), job.batch)]
-    result = ClientResult(job.stream, 0.0, 0.0, 0, 0, 0, 0.0)
     if job.mode == "http":
         path = "/api/v1/lineage" if job.batch == 1 else "/api/v1/lineage/batch"
         bodies = [json.dumps(c[0] if job.batch == 1 else c).encode() for c in chunks]
@@ -83,7 +101,7 @@ def _client(job: ClientJob, barrier: Barrier, done: Barrier, out: Any) -> None:
         del events, chunks
         barrier.wait()
         cpu0 = _cpu_self()
-        start = time.monotonic()
+        start = result.started = time.monotonic()
         deadline = start + job.duration
         for body, size in zip(bodies, sizes, strict=True):
             t0 = time.monotonic()
@@ -101,7 +119,7 @@ def _client(job: ClientJob, barrier: Barrier, done: Barrier, out: Any) -> None:
                 result.errors += 1
                 result.first_error = result.first_error or f"{response.status} {data[:300]!r}"
         result.ended = time.monotonic()
-        result.started, result.cpu = start, _cpu_self() - cpu0
+        result.cpu = _cpu_self() - cpu0
         out.put(asdict(result))
         done.wait()
         conn.close()
@@ -109,7 +127,7 @@ def _client(job: ClientJob, barrier: Barrier, done: Barrier, out: Any) -> None:
         writer = RawWriter(job.db_url)
         barrier.wait()
         cpu0 = _cpu_self()
-        start = time.monotonic()
+        start = result.started = time.monotonic()
         deadline = start + job.duration
         for chunk in chunks:
             t0 = time.monotonic()
@@ -117,14 +135,14 @@ def _client(job: ClientJob, barrier: Barrier, done: Barrier, out: Any) -> None:
                 break
             if job.tx_events == 1 and job.batch > 1:
                 for event in chunk:
-                    writer.write([event])
+                    result.retries += writer.write([event])
             else:
-                writer.write(chunk)
+                result.retries += writer.write(chunk)
             result.latencies_ms.append((time.monotonic() - t0) * 1000)
             result.requests += 1
             result.events += len(chunk)
         result.ended = time.monotonic()
-        result.started, result.cpu = start, _cpu_self() - cpu0
+        result.cpu = _cpu_self() - cpu0
         out.put(asdict(result))
         done.wait()  # keep the connection (and its backend's CPU counters) until the parent has read them
         writer.close()
@@ -143,6 +161,7 @@ class RunStats:
     server_cpu: float  # gunicorn workers (0 for raw)
     db_cpu: float
     first_error: str = ""
+    retries: int = 0
 
     @property
     def rate(self) -> float:
@@ -186,10 +205,11 @@ class Bench:
         db_pids = common.backend_pids(database)
         web_before = _cpu_of(worker_pids)
         db_before = _cpu_of(db_pids)
-        results = [ClientResult(**queue.get(timeout=job.duration + 300)) for job in jobs]
+        results = [ClientResult(**queue.get(timeout=jobs[0].duration + 600)) for _ in jobs]
         web_after = _cpu_of(worker_pids)
         db_after = _cpu_of(sorted(set(db_pids) | set(common.backend_pids(database))))
-        done.wait(timeout=60)
+        with contextlib.suppress(Exception):
+            done.wait(timeout=60)
         for proc in procs:
             proc.join(timeout=30)
         start = min(r.started for r in results)
@@ -207,6 +227,7 @@ class Bench:
             server_cpu=_delta(web_before, web_after),
             db_cpu=_delta(db_before, db_after),
             first_error=first_error,
+            retries=sum(r.retries for r in results),
         )
 
     def events_per_client(self, clients: int, batch: int) -> int:
@@ -247,6 +268,7 @@ def summarise(runs: list[RunStats]) -> dict[str, Any]:
         "requests": len(lat),
         "events": sum(r.events for r in runs),
         "errors": sum(r.errors for r in runs),
+        "baseline_deadlock_retries": sum(r.retries for r in runs),
         "first_error": next((r.first_error for r in runs if r.first_error), ""),
         "client_cpu_ms_per_event": sum(r.client_cpu for r in runs) * 1000 / events,
         "server_cpu_ms_per_event": sum(r.server_cpu for r in runs) * 1000 / events,
@@ -277,6 +299,7 @@ def compare_worker_classes(bench: Bench, database: str, token: str) -> tuple[str
 
 
 def main() -> None:
+    common.install_signal_handlers()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3, help="repetitions of every configuration")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per repetition")

@@ -35,7 +35,7 @@ NODE_LIMIT = 5000
 BASELINE_SQL = """
 WITH RECURSIVE
 up(kind, id, depth) AS (
-    SELECT 'd'::text, %(start)s::bigint, 0
+    SELECT %(kind)s::text, %(start)s::bigint, 0
     UNION
     SELECT n.kind, n.id, up.depth + 1 FROM up CROSS JOIN LATERAL (
         SELECT 'j'::text AS kind, e.job_id AS id FROM lineage_jobdatasetedge e
@@ -47,7 +47,7 @@ up(kind, id, depth) AS (
     WHERE up.depth < %(depth)s
 ),
 down(kind, id, depth) AS (
-    SELECT 'd'::text, %(start)s::bigint, 0
+    SELECT %(kind)s::text, %(start)s::bigint, 0
     UNION
     SELECT n.kind, n.id, down.depth + 1 FROM down CROSS JOIN LATERAL (
         SELECT 'j'::text AS kind, e.job_id AS id FROM lineage_jobdatasetedge e
@@ -117,21 +117,31 @@ class Client:
         self.conn.close()
 
 
-def _dataset_pk(conn: psycopg.Connection[Any], node_id: str) -> int:
-    _, namespace, name = node_id.split(":", 2)
+def _node_pk(conn: psycopg.Connection[Any], node_id: str) -> tuple[str, int]:
+    """("d" or "j", primary key) of a ``dataset:NS:NAME`` or ``job:NS:NAME`` node id."""
+    kind, namespace, name = node_id.split(":", 2)
+    table = "lineage_dataset" if kind == "dataset" else "lineage_job"
     row = conn.execute(
-        "SELECT d.id FROM lineage_dataset d JOIN lineage_namespace n ON n.id = d.namespace_id "
-        "WHERE n.name = %s AND d.name = %s",
+        f"SELECT t.id FROM {table} t JOIN lineage_namespace n ON n.id = t.namespace_id "
+        "WHERE n.name = %s AND t.name = %s",
         (namespace, name),
     ).fetchone()
     if row is None:
         raise LookupError(node_id)
-    return int(row[0])
+    return kind[0], int(row[0])
 
 
-def _baseline(conn: psycopg.Connection[Any], start: int, depth: int, as_of: str | None) -> tuple[float, int]:
+def _baseline(
+    conn: psycopg.Connection[Any], start: tuple[str, int], depth: int, as_of: str | None
+) -> tuple[float, int]:
     sql = BASELINE_SQL.format(valid=VALID_AS_OF if as_of else VALID_NOW)
-    params: dict[str, Any] = {"start": start, "depth": depth, "limit": NODE_LIMIT, "as_of": as_of}
+    params: dict[str, Any] = {
+        "kind": start[0],
+        "start": start[1],
+        "depth": depth,
+        "limit": NODE_LIMIT,
+        "as_of": as_of,
+    }
     t0 = time.perf_counter()
     rows = conn.execute(sql, params).fetchall()
     return (time.perf_counter() - t0) * 1000, len(rows)
@@ -147,11 +157,12 @@ def measure_graph(meta: dict[str, Any], args: argparse.Namespace) -> dict[str, A
         psycopg.connect(common.db_url(database), autocommit=True) as pg,
     ):
         client = Client(server, token)
-        starts = {node: _dataset_pk(pg, node) for node in [*nodes, meta["hub_node"]]}
+        extra = [meta["hub_node"], *([meta["hub_consumer_node"]] if meta.get("hub_consumer_node") else [])]
+        starts = {node: _node_pk(pg, node) for node in [*nodes, *extra]}
         # warm up both sides (plans, caches, connections) on nodes not used for timing
         for node in meta["sample_nodes"][-20:]:
             client.lineage(node, 10)
-            _baseline(pg, _dataset_pk(pg, node), 10, None)
+            _baseline(pg, _node_pk(pg, node), 10, None)
         _, status, body = client.lineage(nodes[0], 5)
         if status in (404, 405, 501):
             client.close()
@@ -166,6 +177,16 @@ def measure_graph(meta: dict[str, Any], args: argparse.Namespace) -> dict[str, A
                 [meta["hub_node"]] * max(5, args.per_round // 4),
             )
         )
+        if meta.get("hub_consumer_node"):
+            # A job that reads the hub: its upstream is 2 nodes, but the level query reaches the hub.
+            plan.append(
+                (
+                    f"hub consumer job depth {args.hub_depth}",
+                    args.hub_depth,
+                    None,
+                    [meta["hub_consumer_node"]] * max(5, args.per_round // 4),
+                )
+            )
         series = {label: Series(label) for label, *_ in plan}
         for round_no in range(args.rounds):
             for label, depth, when, targets in plan:
@@ -209,6 +230,7 @@ def measure_graph(meta: dict[str, Any], args: argparse.Namespace) -> dict[str, A
 
 
 def main() -> None:
+    common.install_signal_handlers()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--depths", default="5,10,20")
@@ -296,6 +318,16 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
             rows,
         )
     )
+    for result in results.values():
+        consumer = next((s for k, s in result["series"].items() if k.startswith("hub consumer")), None)
+        if consumer and consumer["requests"]:
+            exact = consumer["sql_nodes_median"]
+            ok = consumer["truncated"] == 0 and consumer["nodes_median"] == exact
+            verdicts.append(
+                f"check hub consumer at {result['graph']['edges']:,} edges: {consumer['nodes_median']:.0f} nodes, "
+                f"truncated {consumer['truncated']}/{consumer['requests']} (exact answer: {exact:.0f} nodes, "
+                f"not truncated) -> {'ok' if ok else 'WRONG'}"
+            )
     for line in verdicts:
         print(line)
     path = common.write_results("lineage_query", {"results": results, "node_limit": NODE_LIMIT})

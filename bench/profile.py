@@ -235,6 +235,7 @@ def profile_rss(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    common.install_signal_handlers()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["ingest", "query", "rss"])
     parser.add_argument("--events", type=int, default=300)

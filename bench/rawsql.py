@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+RETRIES = 4
 VERSION_NS = uuid.UUID("6f2b1c3e-8f0a-5d5e-9c1b-2a7e4d9f0c11")
 _STATE = {"START": "RUNNING", "RUNNING": "RUNNING", "COMPLETE": "COMPLETED", "FAIL": "FAILED", "ABORT": "ABORTED"}
 
@@ -30,7 +32,8 @@ VALUES (%s, 'RunEvent', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL)
 ON CONFLICT (digest) DO NOTHING RETURNING id"""
 SQL_NAMESPACE = """
 INSERT INTO lineage_namespace (name, owner_name, description, created_at, updated_at) VALUES (%s, '', '', %s, %s)
-ON CONFLICT (name) DO UPDATE SET updated_at = lineage_namespace.updated_at RETURNING id"""
+ON CONFLICT (name) DO NOTHING RETURNING id"""
+SQL_NAMESPACE_ID = "SELECT id FROM lineage_namespace WHERE name = %s"
 SQL_JOB = """
 INSERT INTO lineage_job (namespace_id, name, type, description, location, facets, facet_times, created_at, updated_at)
 VALUES (%s, %s, 'BATCH', '', %s, %s, '{}', %s, %s)
@@ -91,16 +94,31 @@ class RawWriter:
         found = self.namespaces.get(name)
         if found is None:
             row = cur.execute(SQL_NAMESPACE, (name, at, at)).fetchone()
+            if row is None:
+                row = cur.execute(SQL_NAMESPACE_ID, (name,)).fetchone()
             assert row is not None
             found = self.namespaces[name] = int(row[0])
         return found
 
-    def write(self, events: list[dict[str, Any]]) -> None:
-        """One transaction for all of ``events`` (pass one event for one transaction per event)."""
-        with self.conn.cursor() as cur:
-            for event in events:
-                self._write_one(cur, event)
-        self.conn.commit()
+    def write(self, events: list[dict[str, Any]]) -> int:
+        """One transaction for all of ``events`` (pass one event for one transaction per event).
+
+        A deadlock or serialization failure retries the transaction, as Custody does; returns the
+        number of retries."""
+        for attempt in range(RETRIES):
+            try:
+                with self.conn.cursor() as cur:
+                    for event in events:
+                        self._write_one(cur, event)
+                self.conn.commit()
+                return attempt
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                self.conn.rollback()
+                self.namespaces.clear()
+                if attempt == RETRIES - 1:
+                    raise
+                time.sleep(0.02 * 2**attempt)
+        return RETRIES
 
     def _write_one(self, cur: psycopg.Cursor[Any], event: dict[str, Any]) -> None:
         text = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

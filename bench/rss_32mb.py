@@ -156,6 +156,7 @@ def measure(variant: str, mb: float, worker_class: str) -> dict[str, Any]:
 
 
 def main() -> None:
+    common.install_signal_handlers()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=32.0)
     parser.add_argument("--variants", default="schema,custom,schema-gzip")

@@ -31,6 +31,7 @@ QUICK: list[list[str]] = [
 
 
 def main() -> None:
+    common.install_signal_handlers()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
@@ -39,11 +40,15 @@ def main() -> None:
     for argv in QUICK if args.quick else FULL:
         common.log(f"=== {' '.join(argv)}")
         started = time.monotonic()
-        proc = subprocess.run(
-            [sys.executable, "-m", *argv], cwd=common.REPO, stdout=subprocess.PIPE, text=True, check=False
-        )
-        print(proc.stdout, flush=True)
-        outputs.append((argv[0], proc.returncode, time.monotonic() - started, proc.stdout))
+        proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=common.REPO, stdout=subprocess.PIPE, text=True)
+        try:
+            stdout, _ = proc.communicate()
+        finally:
+            if proc.poll() is None:  # interrupted: let the benchmark clean up after itself
+                proc.terminate()
+                proc.wait(timeout=120)
+        print(stdout, flush=True)
+        outputs.append((argv[0], proc.returncode, time.monotonic() - started, stdout))
         if proc.returncode != 0:
             failed.append(argv[0])
     print("=" * 100)
