@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (fixtures imported from tests.test_audit_helpers)
+# ruff: noqa: F401, F811  (fixtures imported from tests.test_audit_helpers)
 """The audit chain: record(), the canonical form, redaction, the append-only triggers and tamper
 detection by ``manage.py audit_verify`` and by the SDK's offline verifier."""
 
@@ -16,7 +16,7 @@ from governance.audit.models import AuditCheckpoint, AuditEntry
 from governance.audit.services import record, redact, redact_many, snapshot
 from governance.audit.signing import create_checkpoint
 from governance.audit.verify import verify_chain
-from tests.test_audit_helpers import (  # noqa: F401  (fixtures)
+from tests.test_audit_helpers import (
     AUDIT_URLS,
     client_for,
     export_lines,

@@ -135,14 +135,20 @@ class Filters:
 
 
 def _instant(name: str, raw: str, end: bool) -> datetime:
-    value = parse_datetime(raw)
-    if value is None:
-        day = parse_date(raw)
-        if day is None:
+    try:
+        day = parse_date(raw) if len(raw) == 10 else None
+    except ValueError as exc:
+        raise BadFilter(f"{name} is not a valid date: {raw!r}.") from exc
+    if day is not None:  # a whole day: from its start, or (until) to its end
+        value = datetime(day.year, day.month, day.day) + (timedelta(days=1) if end else timedelta())
+    else:
+        try:
+            parsed = parse_datetime(raw)
+        except ValueError:
+            parsed = None
+        if parsed is None:
             raise BadFilter(f"{name} must be an ISO-8601 date or date-time; got {raw!r}.")
-        value = datetime(day.year, day.month, day.day)
-        if end:
-            value = value + timedelta(days=1)
+        value = parsed
     if timezone.is_naive(value):
         value = value.replace(tzinfo=UTC)
     return value
