@@ -9,7 +9,7 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from django.apps import apps
@@ -38,6 +38,7 @@ from tests.conftest import EXAMPLES, complete_example_files, load_example, requi
 
 pytestmark = pytest.mark.django_db
 
+M = TypeVar("M", bound=Model)
 LINEAGE_MODELS: list[type[Model]] = list(apps.get_app_config("lineage").get_models())
 FULL_EVENT = "marquez/open_lineage/event_full.json"
 VIEWER_ROLES = ("compliance_officer", "auditor", "approver")
@@ -170,7 +171,7 @@ def superuser(make_user: Callable[..., Any]) -> Client:
     return login(make_user, "root", ("admin",), is_staff=True, is_superuser=True)
 
 
-def first(model: type[Model]) -> Model:
+def first(model: type[M]) -> M:
     obj = model._default_manager.order_by("pk").first()
     assert obj is not None, f"the example events produced no {model.__name__}"
     return obj

@@ -178,7 +178,8 @@ class LeanChangeList(ChangeList):
         if isinstance(self.list_select_related, list | tuple):
             for path in self.list_select_related:
                 related = get_fields_from_path(self.model, path)[-1].related_model
-                deferred += [f"{path}__{name}" for name in _heavy_fields(related)]
+                if related is not None:
+                    deferred += [f"{path}__{name}" for name in _heavy_fields(related)]
         return queryset.defer(*deferred) if deferred else queryset
 
 
@@ -276,7 +277,8 @@ class LineageAdmin(admin.ModelAdmin):
 
     def _filtered_by(self, request: HttpRequest) -> str:
         parts = []
-        for key, value in request.GET.items():
+        for key in request.GET:
+            value = request.GET.get(key, "")
             match = re.fullmatch(r"(\w+?)__id__exact", key)
             if not match or not value.isdigit():
                 continue
@@ -284,7 +286,7 @@ class LineageAdmin(admin.ModelAdmin):
                 field = self.opts.get_field(match.group(1))
             except FieldDoesNotExist:
                 continue
-            if field.many_to_one and field.related_model is not None:
+            if isinstance(field, models.ForeignKey):
                 related = field.related_model._default_manager.filter(pk=value).first()
                 if related is not None:
                     parts.append(f"{field.verbose_name}: {related}")

@@ -9,7 +9,7 @@ list only the namespaces the user may see.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.db.models import Field, QuerySet
@@ -17,6 +17,9 @@ from django.http import HttpRequest
 
 from lineage.admin.base import request_visibility
 from lineage.models import Namespace
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise
 
 #: OpenLineage ``eventType`` values (RunEvent).
 EVENT_TYPES = ("START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER")
@@ -53,8 +56,10 @@ def visible_namespaces(request: HttpRequest) -> QuerySet[Namespace]:
 class NamespaceFilter(admin.RelatedFieldListFilter):
     """A foreign key to Namespace (also across relations, e.g. ``job__namespace``): visible namespaces only."""
 
-    def field_choices(self, field: Field[Any, Any], request: HttpRequest, model_admin: Any) -> list[tuple[Any, str]]:
-        return list(visible_namespaces(request).values_list("pk", "name"))
+    def field_choices(
+        self, field: Field[Any, Any], request: HttpRequest, model_admin: Any
+    ) -> list[tuple[str, _StrOrPromise]]:
+        return [(str(pk), name) for pk, name in visible_namespaces(request).values_list("pk", "name")]
 
 
 class NamespaceNameFilter(admin.SimpleListFilter):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import Model
 from django.http import HttpRequest
 from django.utils.safestring import SafeString
 
@@ -21,7 +22,7 @@ class NamespaceAdmin(LineageAdmin):
     fields = ("name", "owner_name", "description", "created_at", "updated_at", "related")
     readonly_fields = ("name", "created_at", "updated_at", "related")
 
-    def has_change_permission(self, request: HttpRequest, obj: Namespace | None = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return can_edit_lineage(request)
 
     @admin.display(description="see also")
