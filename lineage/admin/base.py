@@ -29,7 +29,7 @@ Speed on million-row tables:
   results never need ``DISTINCT``.
 - Filters only use static choices or the small namespace table; dates use range filters on indexed
   columns instead of ``date_hierarchy``, whose drill-down runs ``SELECT DISTINCT`` over the table.
-- Default ordering and ``sortable_by`` are limited to indexed columns.
+- Default ordering and ``sortable_by`` are limited to indexed columns (the small namespace table excepted).
 """
 
 from __future__ import annotations
