@@ -237,26 +237,6 @@ def entry_line(row: Any) -> str:
     )
 
 
-def row_body(row: Any, fd: Any = None) -> str:
-    return chain.body_digest(
-        sequence=row[0],
-        time=chain.format_time(row[1]),
-        actor_id=row[2],
-        actor_name=row[3],
-        action=row[4],
-        object_type=row[5],
-        object_id=row[6],
-        object_repr=row[7],
-        before=None if row[8] is None else json.loads(row[8]),
-        after=None if row[9] is None else json.loads(row[9]),
-        extra_json=_json_or_null(row[10]),
-        request_id=row[11],
-        source_ip=row[12],
-        redacted=() if row[13] is None else json.loads(row[13]),
-        fd=fd,
-    )
-
-
 def header(filters: Filters) -> dict[str, Any]:
     keys = signing.trusted_public_keys()
     return {
@@ -315,13 +295,13 @@ def iter_jsonl(filters: Filters) -> Iterator[str]:
         rows = _rows(qs, "matched")
     else:
         rows = _rows(qs)
-    fd = chain.new_cache()
+    row_body = chain.make_row_hasher()
     buffer: list[str] = []
     for row in rows:
         if not narrowing or row[16]:
             buffer.append(entry_line(row))
         else:
-            buffer.append(f'{{"type":"link","sequence":{row[0]},"body":"{row_body(row, fd)}","hash":"{row[15]}"}}\n')
+            buffer.append(f'{{"type":"link","sequence":{row[0]},"body":"{row_body(row)}","hash":"{row[15]}"}}\n')
         cps = checkpoints.get(row[0])
         if cps:
             buffer.extend(json.dumps(signing.checkpoint_record(cp), sort_keys=True) + "\n" for cp in cps)
