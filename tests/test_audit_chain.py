@@ -333,7 +333,6 @@ def _forge(sequence: int, prev_hash: str, action: str = "test.forged") -> dict[s
 
     now = timezone.now()
     fields = dict(
-        sequence=sequence,
         time=chain.format_time(now),
         actor_id=None,
         actor_name="system",
@@ -407,7 +406,6 @@ def test_rewritten_history_is_caught_by_the_signed_checkpoint(
             if values["sequence"] == first:
                 values["object_repr"] = "nothing to see"
             body = chain.body_digest(
-                sequence=values["sequence"],
                 time=chain.format_time(_as_dt(values["timestamp"])),
                 actor_id=values["actor_id"],
                 actor_name=values["actor_name"],

@@ -178,7 +178,6 @@ def generate_chain(database: str, count: int, *, seed: int = 1, batch: int = 20_
                 e = _entry(rng, sequence, when)
                 extra_json = chain.canonical_json(e["extra"])
                 body = chain.body_digest(
-                    sequence=sequence,
                     time=chain.format_time(when),
                     actor_id=e["actor_id"],
                     actor_name=e["actor_name"],

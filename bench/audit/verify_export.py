@@ -165,8 +165,9 @@ def main() -> None:
     gen_seconds = audit_common.generate_chain(database, args.entries)
     common.log(f"  generated in {gen_seconds:.1f}s ({args.entries / gen_seconds:,.0f}/s, COPY + hashing)")
     env = dict(common.server_env(database), CUSTODY_AUDIT_SIGNING_KEY=key)
-    subprocess.run([common.PYTHON, "manage.py", "audit_checkpoint"], cwd=common.REPO, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [common.PYTHON, "manage.py", "audit_checkpoint"], cwd=common.REPO, env=env, check=True, capture_output=True
+    )
 
     common.log("verifying ...")
     verify = _child("verify", database, key, "--reps", str(args.reps))
@@ -193,15 +194,26 @@ def main() -> None:
 
     v = results["verify"]
     rows = [
-        ["verify_chain (audit_verify, /audit/verify)", f"{common.median(v['verify_per_s']):,.0f} entries/s",
-         f"min {min(v['verify_per_s']):,.0f}, max {max(v['verify_per_s']):,.0f}"],
+        [
+            "verify_chain (audit_verify, /audit/verify)",
+            f"{common.median(v['verify_per_s']):,.0f} entries/s",
+            f"min {min(v['verify_per_s']):,.0f}, max {max(v['verify_per_s']):,.0f}",
+        ],
         ["  baseline: fetch the same rows only", f"{common.median(v['fetch_only_per_s']):,.0f} rows/s", ""],
-        ["offline verify_file (SDK)", f"{results['offline']['per_s']:,.0f} entries/s",
-         f"peak RSS {results['offline']['peak_rss_mb']:.0f} MB"],
+        [
+            "offline verify_file (SDK)",
+            f"{results['offline']['per_s']:,.0f} entries/s",
+            f"peak RSS {results['offline']['peak_rss_mb']:.0f} MB",
+        ],
     ]
     for fmt, e in results["export"].items():
-        rows.append([f"export {fmt}: {e['lines']:,} lines, {e['bytes'] / 2**20:,.0f} MB", f"{e['seconds']:.1f}s",
-                     f"peak RSS {e['peak_rss_mb']:.0f} MB (before request {e['rss_before_mb']:.0f} MB)"])
+        rows.append(
+            [
+                f"export {fmt}: {e['lines']:,} lines, {e['bytes'] / 2**20:,.0f} MB",
+                f"{e['seconds']:.1f}s",
+                f"peak RSS {e['peak_rss_mb']:.0f} MB (before request {e['rss_before_mb']:.0f} MB)",
+            ]
+        )
     print(common.table(["audit trail of " + f"{v['entries']:,} entries", "result", "detail"], rows))
     path = common.write_results("audit-verify-export", results)
     common.log(f"results: {path}")

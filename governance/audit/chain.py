@@ -21,13 +21,18 @@ An entry's *digest form* is a JSON object with keys in sorted order::
     object_repr fd(object_repr)                      (personal)
     object_type string                               (plain)
     request_id  string                               (plain)
-    sequence    integer                              (plain)
     source_ip   fd(source_ip)                        (personal)
     time        "YYYY-MM-DDTHH:MM:SS.ffffffZ" (UTC)  (plain)
     v           1
 
 ``body = hex(SHA-256(canonical_json(digest form)))`` and
 ``hash = hex(SHA-256(ascii(prev_hash + body)))``; the first entry's ``prev_hash`` is 64 zeros.
+
+The sequence number is not in the body: an entry's place in the chain is fixed by ``prev_hash``
+(each hash covers every entry before it), and the verifier checks that sequences are contiguous.
+Leaving it out lets the writer compute the body before it knows its place, so that on PostgreSQL
+the append is a single round trip (``custody_audit_append``: lock, read the head, link, insert) while
+the caller's transaction holds the chain lock for as short a time as possible.
 
 Because personal values enter the chain only through their digest, retention can *redact* one: the
 stored value is replaced by ``"sha256:" + fd(value)`` and the field's path (``actor_name``,
@@ -133,7 +138,6 @@ def _map_form(name: str, value: Mapping[str, Any] | None, redacted: frozenset[st
 
 def body_digest(
     *,
-    sequence: int,
     time: str,
     actor_id: int | None,
     actor_name: str,
@@ -174,8 +178,6 @@ def body_digest(
             encode_basestring(object_type),
             ',"request_id":',
             encode_basestring(request_id),
-            ',"sequence":',
-            str(int(sequence)),
             ',"source_ip":"',
             _scalar_digest("source_ip", source_ip, red, fd),
             '","time":"',
@@ -222,7 +224,6 @@ def make_row_hasher() -> Callable[[Sequence[Any]], str]:
     def body(row: Sequence[Any]) -> str:
         if row[13] is not None:  # redacted fields: the general path
             return body_digest(
-                sequence=row[0],
                 time=row[1] if type(row[1]) is str else format_time(row[1]),
                 actor_id=row[2],
                 actor_name=row[3],
@@ -248,7 +249,7 @@ def make_row_hasher() -> Callable[[Sequence[Any]], str]:
             f'"before":{"null" if row[8] is None else mapping(row[8])},'
             f'"extra":{"null" if row[10] is None else row[10]},"object_id":{enc(row[6])},'
             f'"object_repr":"{get(row[7]) or sfd(row[7])}","object_type":{enc(row[5])},'
-            f'"request_id":{enc(row[11])},"sequence":{int(row[0])},'
+            f'"request_id":{enc(row[11])},'
             f'"source_ip":"{get(row[12]) or sfd(row[12])}",'
             f'"time":"{time if type(time) is str else format_time(time)}","v":1}}'
         )
@@ -284,7 +285,6 @@ def digest_form_reference(entry: Mapping[str, Any]) -> dict[str, Any]:
         "object_repr": digest("object_repr", entry["object_repr"]),
         "object_type": entry["object_type"],
         "request_id": entry["request_id"],
-        "sequence": entry["sequence"],
         "source_ip": digest("source_ip", entry["source_ip"]),
         "time": entry["time"],
         "v": VERSION,

@@ -129,6 +129,47 @@ POSTGRES_REMOVE = [
 ]
 
 
+# One round trip per append on PostgreSQL: take the chain lock, read the head (a fresh snapshot:
+# each statement of a VOLATILE function gets one under READ COMMITTED), link, insert.
+POSTGRES_APPEND = f"""
+CREATE OR REPLACE FUNCTION custody_audit_append(
+    p_lock bigint, p_timestamp timestamptz, p_actor_id bigint, p_actor_name text, p_action text,
+    p_object_type text, p_object_id text, p_object_repr text, p_before text, p_after text, p_extra text,
+    p_request_id text, p_source_ip text, p_body text,
+    OUT o_sequence bigint, OUT o_prev_hash text, OUT o_hash text
+) LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(p_lock);
+    SELECT e.sequence, e.hash INTO o_sequence, o_prev_hash
+      FROM {ENTRY_TABLE} e ORDER BY e.sequence DESC LIMIT 1;
+    IF NOT FOUND THEN
+        o_sequence := 0;
+        o_prev_hash := repeat('0', 64);
+    END IF;
+    o_sequence := o_sequence + 1;
+    o_hash := encode(sha256(convert_to(o_prev_hash || p_body, 'UTF8')), 'hex');
+    INSERT INTO {ENTRY_TABLE} (sequence, timestamp, actor_id, actor_name, action, object_type, object_id,
+                               object_repr, before, after, extra, request_id, source_ip, redacted, prev_hash, hash)
+    VALUES (o_sequence, p_timestamp, p_actor_id, p_actor_name, p_action, p_object_type, p_object_id,
+            p_object_repr, p_before, p_after, p_extra, p_request_id, p_source_ip, NULL, o_prev_hash, o_hash);
+END
+$$"""
+POSTGRES_APPEND_REMOVE = (
+    "DROP FUNCTION IF EXISTS custody_audit_append(bigint, timestamptz, bigint, text, text, text, text, text, "
+    "text, text, text, text, text, text)"
+)
+
+
+def install_append_function(schema_editor: Any) -> None:
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(POSTGRES_APPEND, params=None)
+
+
+def remove_append_function(schema_editor: Any) -> None:
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(POSTGRES_APPEND_REMOVE, params=None)
+
+
 def _sqlite_unchanged() -> str:
     plain = " AND ".join(f"NEW.{c} = OLD.{c}" for c in _FIXED)
     nullable = " AND ".join(f"NEW.{c} IS OLD.{c}" for c in _FIXED_NULLABLE)

@@ -287,7 +287,7 @@ def object_permission_models() -> list[Any]:
 
 
 def connect() -> None:
-    events_ingested.connect(on_events_ingested, dispatch_uid=UID + "ingest")
+    connect_ingestion()
 
     pre_save.connect(on_token_pre_save, sender=ApiToken, dispatch_uid=UID + "token-pre")
     post_save.connect(on_token_saved, sender=ApiToken, dispatch_uid=UID + "token-post")
@@ -324,3 +324,7 @@ def connect() -> None:
 def disconnect_ingestion() -> None:
     """Detach the ingestion receiver (benchmarks measure ingestion with auditing on and off)."""
     events_ingested.disconnect(dispatch_uid=UID + "ingest")
+
+
+def connect_ingestion() -> None:
+    events_ingested.connect(on_events_ingested, dispatch_uid=UID + "ingest")

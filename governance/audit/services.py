@@ -166,27 +166,21 @@ def record(
         "source_ip": (client_ip(request) or "") if request is not None else "",
     }
     db = using or router.db_for_write(AuditEntry)
-    with transaction.atomic(using=db):
+    # No savepoint when nested: a failed append must fail the caller's transaction anyway, and a
+    # savepoint costs two more round trips.
+    with transaction.atomic(using=db, savepoint=False):
         return _append(db, fields)
 
 
 def _append(db: str, fields: dict[str, Any]) -> AuditEntry:
     conn = connections[db]
-    with conn.cursor() as cursor:
-        if conn.vendor == "postgresql":
-            # Serialise appenders until commit; the head is read *after* the lock, in a new
-            # READ COMMITTED snapshot, so it is the last committed entry.
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
-        # SQLite: the IMMEDIATE transaction already holds the database's write lock.
-        cursor.execute(f"SELECT sequence, hash FROM {guards.ENTRY_TABLE} ORDER BY sequence DESC LIMIT 1")
-        head = cursor.fetchone()
-    sequence, prev_hash = (head[0] + 1, head[1]) if head else (1, chain.GENESIS)
     now = timezone.now()
     actor = fields["actor"]
+    actor_id = actor.pk if actor is not None else None
+    extra_json = chain.canonical_json(fields["extra"])
     body = chain.body_digest(
-        sequence=sequence,
         time=chain.format_time(now),
-        actor_id=actor.pk if actor is not None else None,
+        actor_id=actor_id,
         actor_name=fields["actor_name"],
         action=fields["action"],
         object_type=fields["object_type"],
@@ -194,10 +188,44 @@ def _append(db: str, fields: dict[str, Any]) -> AuditEntry:
         object_repr=fields["object_repr"],
         before=fields["before"],
         after=fields["after"],
-        extra_json=chain.canonical_json(fields["extra"]),
+        extra_json=extra_json,
         request_id=fields["request_id"],
         source_ip=fields["source_ip"],
     )
+    if conn.vendor == "postgresql":
+        # Lock, head, link and insert in one round trip (guards.POSTGRES_APPEND); the advisory lock
+        # is held until the caller's transaction ends, so appends are serialised in commit order.
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT o_sequence, o_prev_hash, o_hash FROM custody_audit_append(%s, %s, %s, %s, %s, %s, %s, %s, "
+                "%s, %s, %s, %s, %s, %s)",
+                [
+                    CHAIN_LOCK_KEY,
+                    now,
+                    actor_id,
+                    fields["actor_name"],
+                    fields["action"],
+                    fields["object_type"],
+                    fields["object_id"],
+                    fields["object_repr"],
+                    None if fields["before"] is None else chain.canonical_json(fields["before"]),
+                    None if fields["after"] is None else chain.canonical_json(fields["after"]),
+                    None if fields["extra"] is None else extra_json,
+                    fields["request_id"],
+                    fields["source_ip"],
+                    body,
+                ],
+            )
+            sequence, prev_hash, digest = cursor.fetchone()
+        entry = AuditEntry(sequence=sequence, timestamp=now, prev_hash=prev_hash, hash=digest, **fields)
+        entry._state.adding = False
+        entry._state.db = db
+        return entry
+    # SQLite: the IMMEDIATE transaction already holds the database's write lock.
+    with conn.cursor() as cursor:
+        cursor.execute(f"SELECT sequence, hash FROM {guards.ENTRY_TABLE} ORDER BY sequence DESC LIMIT 1")
+        head = cursor.fetchone()
+    sequence, prev_hash = (head[0] + 1, head[1]) if head else (1, chain.GENESIS)
     return AuditEntry.objects.using(db).create(
         sequence=sequence,
         timestamp=now,

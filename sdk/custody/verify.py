@@ -28,8 +28,11 @@ The canonical form (``governance/audit/chain.py`` on the server is the reference
     body   = hex(SHA-256(canonical_json({
                "action", "actor_id", "actor_name": fd, "after": {k: fd(v)} | null,
                "before": {k: fd(v)} | null, "extra", "object_id", "object_repr": fd,
-               "object_type", "request_id", "sequence", "source_ip": fd, "time", "v": 1})))
+               "object_type", "request_id", "source_ip": fd, "time", "v": 1})))
     hash   = hex(SHA-256(prev_hash + body))      # genesis prev_hash: 64 zeros
+
+(The sequence number is not hashed: each entry's place is fixed by ``prev_hash``, and sequences
+must be contiguous.)
 
 A redacted field (listed in the entry's ``redacted``) holds ``"sha256:" + fd(original)`` and enters
 the digest form as that digest.
@@ -275,7 +278,6 @@ def entry_body(entry: Mapping[str, Any], fd: Optional[Callable[[Any], str]] = No
     actor_id = entry["actor_id"]
     if actor_id is not None and (type(actor_id) is not int):
         raise ValueError("actor_id must be an integer or null")
-    sequence = entry["sequence"]
     text = "".join(
         (
             '{"action":',
@@ -298,8 +300,6 @@ def entry_body(entry: Mapping[str, Any], fd: Optional[Callable[[Any], str]] = No
             encode_basestring(entry["object_type"]),
             ',"request_id":',
             encode_basestring(entry["request_id"]),
-            ',"sequence":',
-            str(int(sequence)),
             ',"source_ip":"',
             scalar("source_ip"),
             '","time":"',
