@@ -12,7 +12,9 @@ Part 2, how to keep one linear chain under concurrent writers, each strategy app
 entries (same hashing, same raw INSERT) from 1 and from ``--threads`` threads, each append its own
 transaction; the trail is verified after each run:
 
-- advisory: ``pg_advisory_xact_lock`` then read the head (what Custody does);
+- advisory_fn: ``custody_audit_append()``, one round trip: advisory lock, head, link, insert in
+  PL/pgSQL (what Custody does);
+- advisory: the same three steps as three statements from Python (three round trips);
 - head row: ``SELECT ... FOR UPDATE`` on a one-row head table, INSERT, UPDATE the head row;
 - optimistic: read the head without a lock, INSERT in a savepoint, retry on the primary-key clash.
 
@@ -32,7 +34,7 @@ from typing import Any
 from bench import common
 from bench.audit import common as audit_common
 
-STRATEGIES = ("advisory", "head_row", "optimistic")
+STRATEGIES = ("advisory_fn", "advisory", "head_row", "optimistic")
 
 
 def part1(pairs: int) -> dict[str, Any]:
@@ -157,7 +159,35 @@ def _appender(strategy: str) -> Callable[[int, int], None]:
                 except IntegrityError:
                     continue
 
-    return {"advisory": advisory, "head_row": head_row, "optimistic": optimistic}[strategy]
+    def advisory_fn(writer: int, i: int) -> None:
+        row = compute((0, chain.GENESIS), writer, i)  # only the body is used: the function links
+        body = chain.body_digest(
+            time=chain.format_time(row[1]),
+            actor_id=None,
+            actor_name="bench",
+            action="bench.append",
+            object_type="bench.thing",
+            object_id=row[2],
+            object_repr=row[3],
+            before=None,
+            after={"writer": writer, "i": i},
+            extra_json="null",
+            request_id="",
+            source_ip="",
+        )
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(
+                "SELECT * FROM custody_audit_append(%s, %s, NULL, 'bench', 'bench.append', 'bench.thing', %s, %s, "
+                "NULL, %s, NULL, '', '', %s)",
+                [CHAIN_LOCK_KEY, row[1], row[2], row[3], row[4], body],
+            )
+
+    return {
+        "advisory_fn": advisory_fn,
+        "advisory": advisory,
+        "head_row": head_row,
+        "optimistic": optimistic,
+    }[strategy]
 
 
 def _prepare_head_table() -> None:
