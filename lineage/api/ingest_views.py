@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from lineage.api.graph_views import lineage_graph_response
+from lineage.api.graph_views import lineage_graph_response, lineage_graph_schema
 from lineage.ingest.body import read_limited
 from lineage.ingest.errors import BodyTooLarge, IngestError, MalformedBody
 from lineage.ingest.service import Outcome, decode_json, ingest
@@ -71,10 +71,7 @@ class LineageView(APIView):
             return _error_response(outcome.error)
         return Response({"status": outcome.status, "digest": outcome.digest}, status=201)
 
-    @extend_schema(
-        responses={200: OpenApiTypes.OBJECT},
-        summary="The lineage graph around a node (Marquez-compatible; plus asOf and truncated)",
-    )
+    @lineage_graph_schema
     def get(self, request: Request) -> Response:
         return lineage_graph_response(request)
 

@@ -26,15 +26,38 @@ _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
 @dataclass(frozen=True)
+class ColumnInput:
+    """One input field of one output field, from the `columnLineage` facet."""
+
+    field: str
+    namespace: str
+    name: str
+    input_field: str
+    transformations: list[Any]
+    description: str
+    type: str
+
+
+@dataclass(frozen=True)
 class DatasetMention:
     namespace: str
     name: str
     facets: dict[str, Any]
     io_facets: dict[str, Any]  # inputFacets / outputFacets
+    column_inputs: tuple[ColumnInput, ...] = ()
+    previous: tuple[str, str] | None = None  # the identifier before a RENAME
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.name)
+
+    @property
+    def referenced(self) -> list[tuple[str, str]]:
+        """Other datasets this mention names (column-lineage inputs, the name before a rename)."""
+        keys = [(c.namespace, c.name) for c in self.column_inputs]
+        if self.previous is not None:
+            keys.append(self.previous)
+        return keys
 
 
 @dataclass
@@ -53,6 +76,11 @@ class ParsedEvent:
     inputs: list[DatasetMention] = field(default_factory=list)
     outputs: list[DatasetMention] = field(default_factory=list)
     dataset: DatasetMention | None = None
+    parent_job: tuple[str, str] | None = None  # from the run's `parent` facet
+
+    @property
+    def mentions(self) -> list[DatasetMention]:
+        return [*self.inputs, *self.outputs, *([self.dataset] if self.dataset else [])]
 
 
 def kind_from_schema_url(schema_url: str | None) -> str:
@@ -116,6 +144,63 @@ def _require_str(parent: dict[str, Any], key: str, path: str, max_len: int = MAX
     return value
 
 
+def _identifier(value: Any, path: str) -> tuple[str, str]:
+    if not isinstance(value, dict):
+        raise InvalidEvent("must be an object with namespace and name", field=path)
+    return _namespace(value, f"{path}.namespace"), _require_str(value, "name", f"{path}.name")
+
+
+def _column_inputs(facets: dict[str, Any], path: str) -> tuple[ColumnInput, ...]:
+    facet = facets.get("columnLineage")
+    fields = facet.get("fields") if isinstance(facet, dict) else None
+    if not isinstance(fields, dict):
+        return ()
+    found = []
+    for out_field, spec in fields.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("inputFields"), list):
+            continue
+        for j, item in enumerate(spec["inputFields"]):
+            where = f"{path}.facets.columnLineage.fields.{out_field}.inputFields[{j}]"
+            namespace, name = _identifier(item, where)
+            input_field = _require_str(item, "field", f"{where}.field")
+            transformations = item.get("transformations")
+            description, kind = spec.get("transformationDescription"), spec.get("transformationType")
+            found.append(
+                ColumnInput(
+                    field=out_field[:MAX_NAME],
+                    namespace=namespace,
+                    name=name,
+                    input_field=input_field,
+                    transformations=transformations if isinstance(transformations, list) else [],
+                    description=description if isinstance(description, str) else "",
+                    type=kind[:64] if isinstance(kind, str) else "",
+                )
+            )
+    return tuple(found)
+
+
+def _previous_identifier(facets: dict[str, Any], path: str) -> tuple[str, str] | None:
+    lifecycle = facets.get("lifecycleStateChange")
+    if not isinstance(lifecycle, dict) or str(lifecycle.get("lifecycleStateChange", "")).upper() != "RENAME":
+        return None
+    previous = lifecycle.get("previousIdentifier")
+    if previous is None:
+        return None
+    return _identifier(previous, f"{path}.facets.lifecycleStateChange.previousIdentifier")
+
+
+def _mention(item: dict[str, Any], path: str, io_key: str | None) -> DatasetMention:
+    facets = _optional_obj(item, "facets", f"{path}.facets")
+    return DatasetMention(
+        namespace=_namespace(item, f"{path}.namespace"),
+        name=_require_str(item, "name", f"{path}.name"),
+        facets=facets,
+        io_facets=_optional_obj(item, io_key, f"{path}.{io_key}") if io_key else {},
+        column_inputs=_column_inputs(facets, path),
+        previous=_previous_identifier(facets, path),
+    )
+
+
 def _namespace(parent: dict[str, Any], path: str) -> str:
     value = _require_str(parent, "namespace", path)
     bad = _NAMESPACE_FORBIDDEN.search(value)
@@ -139,14 +224,7 @@ def _datasets(event: dict[str, Any], key: str, io_key: str) -> list[DatasetMenti
         path = f"{key}[{index}]"
         if not isinstance(item, dict):
             raise InvalidEvent(f"must be an object, not {type(item).__name__}", field=path)
-        mentions.append(
-            DatasetMention(
-                namespace=_namespace(item, f"{path}.namespace"),
-                name=_require_str(item, "name", f"{path}.name"),
-                facets=_optional_obj(item, "facets", f"{path}.facets"),
-                io_facets=_optional_obj(item, io_key, f"{path}.{io_key}"),
-            )
-        )
+        mentions.append(_mention(item, path, io_key))
     return mentions
 
 
@@ -171,13 +249,7 @@ def parse_event(event: Any) -> ParsedEvent:
         payload=event,
     )
     if kind == "DatasetEvent":
-        dataset = _require_obj(event, "dataset", "dataset")
-        parsed.dataset = DatasetMention(
-            namespace=_namespace(dataset, "dataset.namespace"),
-            name=_require_str(dataset, "name", "dataset.name"),
-            facets=_optional_obj(dataset, "facets", "dataset.facets"),
-            io_facets={},
-        )
+        parsed.dataset = _mention(_require_obj(event, "dataset", "dataset"), "dataset", None)
         return parsed
 
     job = _require_obj(event, "job", "job")
@@ -199,4 +271,9 @@ def parse_event(event: Any) -> ParsedEvent:
     run = _require_obj(event, "run", "run")
     parsed.run_id = _require_str(run, "runId", "run.runId", max_len=MAX_RUN_ID)
     parsed.run_facets = _optional_obj(run, "facets", "run.facets")
+    for alias in ("parent", "parentRun"):
+        parent = parsed.run_facets.get(alias)
+        if isinstance(parent, dict) and parent.get("job") is not None:
+            parsed.parent_job = _identifier(parent["job"], f"run.facets.{alias}.job")
+            break
     return parsed

@@ -2,53 +2,43 @@
 
 Every derived value is a function of the *set* of events received, never of their order: facets
 merge per key by event time, run states rank by (class, time, priority), versions date from their
-earliest mention, and job edges are rebuilt from the runs whenever a late event lands in the past.
-Rows are locked in one global order (job, run, datasets by identifier) so concurrent ingestion on
-PostgreSQL cannot deadlock on the graph.
+earliest mention, identities widen their [created, updated] span, and job edges are rebuilt from
+the runs whenever a late event lands in the past. A batch is projected in memory on a
+:class:`~lineage.ingest.workspace.Workspace` and flushed in bulk.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable
 from datetime import datetime
 from itertools import pairwise
-from typing import Any, TypeVar
+from typing import Any
 
-from django.db import IntegrityError, models, transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from lineage.ingest.errors import InvalidEvent
-from lineage.ingest.event import (
-    _NAMESPACE_FORBIDDEN,
-    DatasetMention,
-    ParsedEvent,
-    parse_event_time,
-)
+from lineage.ingest.event import DatasetMention, ParsedEvent, parse_event_time
 from lineage.ingest.facets import merge_facets
 from lineage.ingest.schema import diff_schemas, normalise_fields, schema_digest
+from lineage.ingest.workspace import (
+    Workspace,
+    _parent_run_id,
+    commit_key,
+    declared_label,
+    run_output_label,
+)
 from lineage.models import (
-    CodeCommit,
     ColumnLineage,
     Dataset,
-    DatasetSymlink,
     DatasetVersion,
     Job,
     JobDatasetEdge,
-    Namespace,
     Run,
     RunInput,
     RunOutput,
     SchemaChange,
 )
 
-M = TypeVar("M", bound=models.Model)
-
-# Deterministic ids for versions: uuid5 under this namespace.
-VERSION_UUID_NAMESPACE = uuid.UUID("6f2b1c3e-8f0a-5d5e-9c1b-2a7e4d9f0c11")
-
-# (class, priority): class 2 terminal beats 1 running beats 0 no state; on equal times the
+# (state, class, priority): class 2 terminal beats 1 running beats 0 no state; on equal times the
 # more pessimistic terminal state wins, so the outcome never depends on arrival order.
 _STATE_OF_EVENT: dict[str, tuple[str | None, int, int]] = {
     "START": (Run.State.RUNNING, 1, 0),
@@ -60,24 +50,8 @@ _STATE_OF_EVENT: dict[str, tuple[str | None, int, int]] = {
     "": (None, 0, 0),
 }
 _STREAM_TYPES = {"STREAM", "TOPIC", "STREAMING"}
-
-
-def lock_or_create(model: type[M], lookup: dict[str, Any], defaults: dict[str, Any]) -> tuple[M, bool]:
-    """Fetch the row with a row lock (PostgreSQL), creating it when missing; race-safe."""
-    obj = model._default_manager.select_for_update().filter(**lookup).first()
-    if obj is not None:
-        return obj, False
-    try:
-        with transaction.atomic():
-            return model._default_manager.create(**lookup, **defaults), True
-    except IntegrityError:
-        return model._default_manager.select_for_update().get(**lookup), False
-
-
-def widen_lifetime(model: type[models.Model], pk: int, at: datetime) -> None:
-    """Stretch a row's [created_at, updated_at] to include ``at`` (min/max: order-independent)."""
-    model._default_manager.filter(pk=pk, created_at__gt=at).update(created_at=at)
-    model._default_manager.filter(pk=pk, updated_at__lt=at).update(updated_at=at)
+RUNS = JobDatasetEdge.Source.RUNS
+STATIC = JobDatasetEdge.Source.STATIC
 
 
 def _str(value: Any) -> str:
@@ -98,29 +72,33 @@ def _lenient_time(value: Any) -> datetime | None:
         return None
 
 
-def _check_identifier(namespace: Any, name: Any, path: str) -> tuple[str, str]:
-    if not isinstance(namespace, str) or not namespace.strip() or len(namespace) > 1024:
-        raise InvalidEvent("must be a non-empty string of at most 1024 characters", field=f"{path}.namespace")
-    if _NAMESPACE_FORBIDDEN.search(namespace):
-        raise InvalidEvent("contains a character that namespaces may not contain", field=f"{path}.namespace")
-    if not isinstance(name, str) or not name.strip() or len(name) > 1024:
-        raise InvalidEvent("must be a non-empty string of at most 1024 characters", field=f"{path}.name")
-    return namespace, name
+def widen(row: Job | Dataset, at: datetime) -> bool:
+    """Stretch a row's [created_at, updated_at] to include ``at`` (min/max: order-independent)."""
+    changed = False
+    if at < row.created_at:
+        row.created_at, changed = at, True
+    if at > row.updated_at:
+        row.updated_at, changed = at, True
+    return changed
+
+
+def project(events: list[ParsedEvent]) -> None:
+    """Apply events (already stored as raw events) to the graph, in the given order."""
+    if not events:
+        return
+    workspace = Workspace()
+    workspace.load(events)
+    projector = Projector(workspace)
+    for event in events:
+        projector.apply(event)
+    workspace.flush()
+    projector.finish()
 
 
 class Projector:
-    """Applies events to the graph. One per request or batch; caches namespaces between events.
+    def __init__(self, workspace: Workspace) -> None:
+        self.ws = workspace
 
-    Call :meth:`reset` after a rolled-back event: cached rows may have been created inside it.
-    """
-
-    def __init__(self) -> None:
-        self._namespaces: dict[str, Namespace] = {}
-
-    def reset(self) -> None:
-        self._namespaces.clear()
-
-    # --- entry point ----------------------------------------------------------------------------
     def apply(self, event: ParsedEvent) -> None:
         if event.kind == "DatasetEvent":
             assert event.dataset is not None
@@ -130,19 +108,23 @@ class Projector:
         else:
             self._apply_run_event(event)
 
-    # --- namespaces, jobs, datasets --------------------------------------------------------------
-    def namespace(self, name: str, at: datetime) -> Namespace:
-        ns = self._namespaces.get(name)
-        if ns is None:
-            ns, created = Namespace.objects.get_or_create(name=name, defaults={"created_at": at, "updated_at": at})
-            if not created and at < ns.created_at:
-                Namespace.objects.filter(pk=ns.pk, created_at__gt=at).update(created_at=at)
-            self._namespaces[name] = ns
-        return ns
+    def finish(self) -> None:
+        """Work that needs the flushed rows: edge rebuilds, current versions, schema changes."""
+        for job_pk in sorted(self.ws.rebuild_jobs):
+            rebuild_job_edges(Job.objects.get(pk=job_pk))
+        datasets = {dataset.pk: dataset for dataset in self.ws.datasets.values()}
+        repointed = [
+            datasets[pk]
+            for pk, touched in sorted(self.ws.touched_versions.items())
+            if self._refresh_versions(datasets[pk], list(touched.values()))
+        ]
+        if repointed:
+            Dataset.objects.bulk_update(repointed, ["current_version"])
 
-    def _job(self, namespace: str, name: str, facets: dict[str, Any], at: datetime) -> Job:
-        ns = self.namespace(namespace, at)
-        job, changed = lock_or_create(Job, {"namespace": ns, "name": name}, {"created_at": at, "updated_at": at})
+    # --- jobs and datasets -----------------------------------------------------------------------
+    def _job(self, key: tuple[str, str], facets: dict[str, Any], at: datetime) -> Job:
+        job = self.ws.jobs[key]
+        changed = widen(job, at)
         if merge_facets(job.facets, job.facet_times, facets, at):
             changed = True
             job_type = _str(_facet(job.facets, "jobType").get("processingType")).upper()
@@ -150,101 +132,60 @@ class Projector:
             job.description = _str(_facet(job.facets, "documentation").get("description"))
             location = _facet(job.facets, "sourceCodeLocation")
             job.location = _str(location.get("url")) or _str(location.get("repoUrl"))
-        if at < job.created_at:
-            job.created_at, changed = at, True
-        if at > job.updated_at:
-            job.updated_at, changed = at, True
         if changed:
-            job.save()
+            self.ws.mark(job)
         return job
 
-    def _dataset(self, mention: DatasetMention, at: datetime, facets: dict[str, Any] | None = None) -> Dataset:
-        ns = self.namespace(mention.namespace, at)
-        dataset, changed = lock_or_create(
-            Dataset,
-            {"namespace": ns, "name": mention.name},
-            {"created_at": at, "updated_at": at, "physical_name": mention.name},
-        )
-        facets = mention.facets if facets is None else facets
+    def _dataset(self, key: tuple[str, str], facets: dict[str, Any], at: datetime) -> Dataset:
+        dataset = self.ws.datasets[key]
+        changed = widen(dataset, at)
         if merge_facets(dataset.facets, dataset.facet_times, facets, at):
             changed = True
-            self._derive_dataset_fields(dataset)
-        if at < dataset.created_at:
-            dataset.created_at, changed = at, True
-        if at > dataset.updated_at:
-            dataset.updated_at, changed = at, True
+            _derive_dataset_fields(dataset)
         if changed:
-            dataset.save()
-        self._record_identifiers(dataset, facets, at)
-        return dataset
-
-    def _dataset_ref(self, namespace: str, name: str, at: datetime) -> Dataset:
-        """A dataset only named (e.g. as a column-lineage input): created if unknown, not locked."""
-        ns = self.namespace(namespace, at)
-        dataset, created = Dataset.objects.get_or_create(
-            namespace=ns, name=name, defaults={"created_at": at, "updated_at": at, "physical_name": name}
-        )
-        if not created and not dataset.created_at <= at <= dataset.updated_at:
-            widen_lifetime(Dataset, dataset.pk, at)
-        return dataset
-
-    @staticmethod
-    def _derive_dataset_fields(dataset: Dataset) -> None:
-        facets = dataset.facets
-        if "schema" in facets:
-            dataset.fields = normalise_fields(facets["schema"])
-        dataset.description = _str(_facet(facets, "documentation").get("description"))
-        dataset.source_name = _str(_facet(facets, "dataSource").get("name"))
-        declared = _str(_facet(facets, "datasetType").get("datasetType")).upper()
-        dataset.type = "STREAM" if declared in _STREAM_TYPES else "DB_TABLE"
-        tags = _facet(facets, "tags").get("tags")
-        if isinstance(tags, list):
-            dataset.tags = sorted({_str(t.get("key")) for t in tags if isinstance(t, dict) and _str(t.get("key"))})
-        lifecycle = _str(_facet(facets, "lifecycleStateChange").get("lifecycleStateChange")).upper()
-        if lifecycle:
-            dataset.lifecycle_state = lifecycle
-            dataset.is_deleted = lifecycle == "DROP"
-
-    def _record_identifiers(self, dataset: Dataset, facets: dict[str, Any], at: datetime) -> None:
-        links: list[DatasetSymlink] = []
+            self.ws.mark(dataset)
         identifiers = _facet(facets, "symlinks").get("identifiers")
         if isinstance(identifiers, list):
             for ident in identifiers:
                 if isinstance(ident, dict) and _str(ident.get("namespace")) and _str(ident.get("name")):
-                    links.append(
-                        DatasetSymlink(
-                            dataset=dataset,
-                            namespace=ident["namespace"][:1024],
-                            name=ident["name"][:1024],
-                            type=_str(ident.get("type"))[:64],
-                        )
+                    self.ws.symlinks.add(
+                        (dataset.pk, ident["namespace"][:1024], ident["name"][:1024], _str(ident.get("type"))[:64])
                     )
-        lifecycle = _facet(facets, "lifecycleStateChange")
-        previous = lifecycle.get("previousIdentifier")
-        if _str(lifecycle.get("lifecycleStateChange")).upper() == "RENAME" and isinstance(previous, dict):
-            prev_ns, prev_name = _check_identifier(
-                previous.get("namespace"), previous.get("name"), "facets.lifecycleStateChange.previousIdentifier"
-            )
-            if (prev_ns, prev_name) != (dataset.namespace.name, dataset.name):
-                old = self._dataset_ref(prev_ns, prev_name, at)
-                Dataset.objects.filter(pk=old.pk).update(renamed_to=dataset)
-                links.append(DatasetSymlink(dataset=dataset, namespace=prev_ns, name=prev_name, type="RENAMED_FROM"))
-        if links:
-            DatasetSymlink.objects.bulk_create(links, ignore_conflicts=True)
+        return dataset
 
-    # --- versions and schema changes ---------------------------------------------------------------
+    def _reference(self, key: tuple[str, str], at: datetime) -> Dataset:
+        """A dataset only named (column-lineage input, former name): its span widens, nothing else."""
+        dataset = self.ws.datasets[key]
+        if widen(dataset, at):
+            self.ws.mark(dataset)
+        return dataset
+
+    def _mentioned(self, event: ParsedEvent) -> dict[tuple[str, str], Dataset]:
+        merged: dict[tuple[str, str], dict[str, Any]] = {}
+        for mention in event.mentions:
+            merged.setdefault(mention.key, {}).update(mention.facets)
+        found = {key: self._dataset(key, merged[key], event.event_time) for key in sorted(merged)}
+        for mention in event.mentions:
+            for key in mention.referenced:
+                self._reference(key, event.event_time)
+            if mention.previous is not None and mention.previous != mention.key:
+                old, new = self.ws.datasets[mention.previous], found[mention.key]
+                if old.renamed_to_id != new.pk:
+                    old.renamed_to = new
+                    self.ws.mark(old)
+                self.ws.symlinks.add((new.pk, mention.previous[0], mention.previous[1], "RENAMED_FROM"))
+        return found
+
+    # --- versions ----------------------------------------------------------------------------------
     def _version(
         self, dataset: Dataset, label: str, at: datetime, facets: dict[str, Any], run: Run | None
     ) -> DatasetVersion:
-        version_uuid = uuid.uuid5(VERSION_UUID_NAMESPACE, f"{dataset.namespace.name}\x00{dataset.name}\x00{label}")
-        version, changed = lock_or_create(
-            DatasetVersion,
-            {"dataset": dataset, "version": label[:1024]},
-            {"uuid": version_uuid, "created_at": at, "run": run},
-        )
+        version, changed = self.ws.version(dataset, label, at, run)
         if at < version.created_at:
             version.created_at, changed = at, True
-        if run is not None and version.run_id is None:
+            if version.pk is not None:
+                self.ws.moved_versions.add(version.pk)
+        if run is not None and version.run_id is None and version.run is None:
             version.run, changed = run, True
         if merge_facets(version.facets, version.facet_times, facets, at):
             changed = True
@@ -255,78 +196,56 @@ class Projector:
                 _facet(version.facets, "lifecycleStateChange").get("lifecycleStateChange")
             ).upper()
         if changed:
-            version.save()
-            self._refresh_dataset_versions(dataset, version)
+            self.ws.mark(version)
+            self.ws.touched_versions[dataset.pk][id(version)] = version
         return version
 
-    @staticmethod
-    def _declared_label(facets: dict[str, Any]) -> str:
-        declared = _facet(facets, "version").get("datasetVersion")
-        if isinstance(declared, str | int) and str(declared):
-            return str(declared)
-        return ""
-
-    def _refresh_dataset_versions(self, dataset: Dataset, touched: DatasetVersion) -> None:
-        latest = dataset.versions.order_by("-created_at", "-uuid").only("id").first()
-        if latest is not None and dataset.current_version_id != latest.id:
-            dataset.current_version_id = latest.id
-            Dataset.objects.filter(pk=dataset.pk).update(current_version_id=latest.id)
-        if not touched.schema_digest:
-            return
-        with_schema = dataset.versions.exclude(schema_digest="")
-        after = Q(created_at__gt=touched.created_at) | Q(created_at=touched.created_at, uuid__gt=touched.uuid)
-        if with_schema.filter(after).exists():
+    def _refresh_versions(self, dataset: Dataset, touched: list[DatasetVersion]) -> bool:
+        """Point the dataset at its newest version and redo the schema changes the touched versions
+        affect; True when ``current_version`` changed (the caller saves it)."""
+        current = self.ws.versions_by_pk.get(dataset.current_version_id or -1)
+        moved = any(v.pk in self.ws.moved_versions for v in touched)
+        if moved or (dataset.current_version_id and current is None):
+            newest = dataset.versions.order_by("-created_at", "-uuid").first()
+        else:
+            newest = max([*touched, *([current] if current else [])], key=lambda v: (v.created_at, v.uuid))
+        changed = newest is not None and dataset.current_version_id != newest.pk
+        if changed:
+            dataset.current_version = newest
+        with_schema = [v for v in touched if v.schema_digest]
+        if moved:
             rebuild_schema_changes(dataset)
-            return
-        before = Q(created_at__lt=touched.created_at) | Q(created_at=touched.created_at, uuid__lt=touched.uuid)
-        previous = with_schema.filter(before).order_by("-created_at", "-uuid").first()
-        SchemaChange.objects.filter(to_version=touched).delete()
-        if previous is not None:
-            SchemaChange.objects.filter(from_version=previous).delete()
-            _record_schema_change(dataset, previous, touched)
+        elif with_schema:
+            refresh_schema_tail(dataset, with_schema)
+        return changed
 
     # --- run events --------------------------------------------------------------------------------
     def _apply_run_event(self, event: ParsedEvent) -> None:
         at = event.event_time
-        job = self._job(event.job_namespace, event.job_name, event.job_facets, at)
+        job = self._job((event.job_namespace, event.job_name), event.job_facets, at)
         run, moved = self._run(event, job)
-        datasets = self._mentioned_datasets(event, at)
+        datasets = self._mentioned(event)
         for mention in event.inputs:
             self._run_input(run, datasets[mention.key], mention, at)
-        for index, mention in enumerate(event.outputs):
+        for mention in event.outputs:
             dataset = datasets[mention.key]
-            label = self._declared_label(mention.facets) or str(
-                uuid.uuid5(VERSION_UUID_NAMESPACE, f"{mention.namespace}\x00{mention.name}\x00run\x00{run.run_id}")
-            )
+            label = declared_label(mention.facets) or run_output_label(mention.namespace, mention.name, run.run_id)
             version = self._version(dataset, label, at, mention.facets, run)
             self._run_output(run, dataset, version, mention, at)
-            self._column_lineage(dataset, mention, run, at, f"outputs[{index}]")
-        update_job_edges(job, run, moved)
-
-    def _mentioned_datasets(self, event: ParsedEvent, at: datetime) -> dict[tuple[str, str], Dataset]:
-        """Upsert every dataset the event names, in identifier order (the global lock order)."""
-        merged: dict[tuple[str, str], dict[str, Any]] = {}
-        first: dict[tuple[str, str], DatasetMention] = {}
-        for mention in [*event.inputs, *event.outputs]:
-            merged.setdefault(mention.key, {}).update(mention.facets)
-            first.setdefault(mention.key, mention)
-        return {key: self._dataset(first[key], at, merged[key]) for key in sorted(merged)}
+            self._column_lineage(dataset, mention, run, at)
+        self._update_edges(job, run, moved)
 
     def _run(self, event: ParsedEvent, job: Job) -> tuple[Run, bool]:
         at = event.event_time
-        now = timezone.now()
-        run, created = lock_or_create(
-            Run,
-            {"run_id": event.run_id},
-            {"job": job, "first_event_time": at, "last_event_time": at, "created_at": now, "updated_at": now},
-        )
-        if run.job_id != job.id:
+        run = self.ws.runs[event.run_id]
+        if run.job_id != job.pk:
             raise InvalidEvent(
-                f"run {event.run_id!r} already belongs to job {run.job.namespace.name}:{run.job.name}; "
-                "a runId identifies one run of one job",
+                f"run {event.run_id!r} already belongs to another job; a runId identifies one run of one job",
                 field="run.runId",
             )
-        moved = created or at < run.first_event_time
+        fresh = event.run_id in self.ws.fresh_runs
+        self.ws.fresh_runs.discard(event.run_id)
+        moved = fresh or at < run.first_event_time
         run.first_event_time = min(run.first_event_time, at)
         run.last_event_time = max(run.last_event_time, at)
         state, klass, priority = _STATE_OF_EVENT[event.event_type]
@@ -338,61 +257,49 @@ class Projector:
                 run.ended_at = at if klass == 2 else None
             if klass == 1 and (run.started_at is None or at < run.started_at):
                 run.started_at = at
-        self._reference_parent_job(job, event.run_facets, at)
+        if event.parent_job is not None:
+            self._reference_parent_job(job, event.parent_job, at)
         if merge_facets(run.facets, run.facet_times, event.run_facets, at):
             self._derive_run_fields(run)
-        if run.code_commit_id is None:
-            run.code_commit = self._code_commit(event.job_facets, event.run_facets, at)
-        run.updated_at = now
-        run.save()
-        if created:
-            Run.objects.filter(parent_run_id=run.run_id, parent__isnull=True).update(parent=run)
+        commit = self._code_commit(event, at)
+        if commit is not None and run.code_commit_id is None and run.code_commit is None:
+            run.code_commit = commit  # a run executes one commit: the first one reported is kept
+        run.updated_at = self.ws.now
+        self.ws.mark(run)
         return run, moved
 
-    @staticmethod
-    def _derive_run_fields(run: Run) -> None:
+    def _derive_run_fields(self, run: Run) -> None:
         nominal = _facet(run.facets, "nominalTime")
         run.nominal_start_time = _lenient_time(nominal.get("nominalStartTime"))
         run.nominal_end_time = _lenient_time(nominal.get("nominalEndTime"))
-        parent = _facet(run.facets, "parent") or _facet(run.facets, "parentRun")
-        parent_run_id = _str(_facet(parent, "run").get("runId"))[:255]
+        parent_run_id = _parent_run_id(run.facets)
         if parent_run_id != run.parent_run_id and parent_run_id != run.run_id:
+            parent = _facet(run.facets, "parent") or _facet(run.facets, "parentRun")
             parent_job = _facet(parent, "job")
             run.parent_run_id = parent_run_id
             run.parent_job_namespace = _str(parent_job.get("namespace"))[:1024]
             run.parent_job_name = _str(parent_job.get("name"))[:1024]
-            run.parent = Run.objects.filter(run_id=parent_run_id).first() if parent_run_id else None
+            run.parent_id = self.ws.parent_pk(parent_run_id) if parent_run_id else None
 
-    def _reference_parent_job(self, job: Job, run_facets: dict[str, Any], at: datetime) -> None:
-        """A `parent` facet names the parent job: create it if unknown, and make it this job's parent
-        when this is the newest reference (ties broken by identity, so order never matters)."""
-        parent_job = _facet(_facet(run_facets, "parent") or _facet(run_facets, "parentRun"), "job")
-        if not parent_job:
-            return
-        ns, name = _check_identifier(parent_job.get("namespace"), parent_job.get("name"), "run.facets.parent.job")
-        row, created = Job.objects.get_or_create(
-            namespace=self.namespace(ns, at), name=name, defaults={"created_at": at, "updated_at": at}
-        )
-        if not created and not row.created_at <= at <= row.updated_at:
-            widen_lifetime(Job, row.pk, at)
-        rank = f"{at.isoformat()}|{ns}\x00{name}"
-        if row.pk != job.pk and rank > job.parent_rank:
-            Job.objects.filter(pk=job.pk).update(parent=row, parent_rank=rank)
-            job.parent, job.parent_rank = row, rank
+    def _reference_parent_job(self, job: Job, key: tuple[str, str], at: datetime) -> None:
+        """The newest `parent` reference names the job's parent (ties broken by identity)."""
+        parent = self.ws.jobs[key]
+        if widen(parent, at):
+            self.ws.mark(parent)
+        rank = f"{at.isoformat()}|{key[0]}\x1f{key[1]}"
+        if parent.pk != job.pk and rank > job.parent_rank:
+            job.parent, job.parent_rank = parent, rank
+            self.ws.mark(job)
 
-    @staticmethod
-    def _code_commit(job_facets: dict[str, Any], run_facets: dict[str, Any], at: datetime) -> CodeCommit | None:
-        """The commit a run executed: the SDK's `custody_git` run facet, else `sourceCodeLocation`."""
-        git = _facet(run_facets, "custody_git")
-        location = _facet(job_facets, "sourceCodeLocation")
-        sha = _str(git.get("commit")) or _str(location.get("version"))
-        repo = _str(git.get("repoUrl")) or _str(location.get("repoUrl")) or _str(location.get("url"))
-        if not sha or not repo:
+    def _code_commit(self, event: ParsedEvent, at: datetime) -> Any:
+        key = commit_key(event.job_facets, event.run_facets)
+        if key is None:
             return None
-        commit, created = CodeCommit.objects.get_or_create(
-            repo_url=repo[:1024],
-            sha=sha[:255],
-            defaults={
+        git = _facet(event.run_facets, "custody_git")
+        location = _facet(event.job_facets, "sourceCodeLocation")
+        commit = self.ws.commit(
+            key,
+            {
                 "vcs_type": (_str(location.get("type")) or "git")[:32],
                 "branch": (_str(git.get("branch")) or _str(location.get("branch")))[:512],
                 "tag": _str(location.get("tag"))[:512],
@@ -404,127 +311,170 @@ class Projector:
                 "first_seen_at": at,
             },
         )
-        if not created and at < commit.first_seen_at:
-            CodeCommit.objects.filter(pk=commit.pk).update(first_seen_at=at)
+        if at < commit.first_seen_at:
+            commit.first_seen_at = at
+            self.ws.mark(commit)
         return commit
 
     def _run_input(self, run: Run, dataset: Dataset, mention: DatasetMention, at: datetime) -> None:
-        row, changed = lock_or_create(RunInput, {"run": run, "dataset": dataset}, {"first_seen_at": at})
+        row, changed = self.ws.run_input(run, dataset, at)
         if at < row.first_seen_at:
             row.first_seen_at, changed = at, True
-        label = self._declared_label(mention.facets)
-        if label and row.version_id is None:
+        label = declared_label(mention.facets)
+        if label and row.version_id is None and row.version is None:
             row.version, changed = self._version(dataset, label, at, {}, None), True
         if merge_facets(row.facets, row.facet_times, mention.io_facets, at):
             changed = True
         if changed:
-            row.save()
+            self.ws.mark(row)
 
     def _run_output(
         self, run: Run, dataset: Dataset, version: DatasetVersion, mention: DatasetMention, at: datetime
     ) -> None:
-        row, changed = lock_or_create(
-            RunOutput, {"run": run, "dataset": dataset}, {"first_seen_at": at, "version": version}
-        )
+        row, changed = self.ws.run_output(run, dataset, version, at)
         if at < row.first_seen_at:
             row.first_seen_at, changed = at, True
-        if row.version_id != version.id and at >= row.first_seen_at:
+        if row.version is not version:
             row.version, changed = version, True
         if merge_facets(row.facets, row.facet_times, mention.io_facets, at):
             changed = True
         if changed:
-            row.save()
+            self.ws.mark(row)
 
-    def _column_lineage(self, dataset: Dataset, mention: DatasetMention, run: Run, at: datetime, path: str) -> None:
-        facet = _facet(mention.facets, "columnLineage")
-        fields = facet.get("fields")
-        if not isinstance(fields, dict) or not fields:
+    def _column_lineage(self, dataset: Dataset, mention: DatasetMention, run: Run, at: datetime) -> None:
+        if not mention.column_inputs:
             return
-        wanted: dict[tuple[str, int, str], dict[str, Any]] = {}
-        for out_field, spec in fields.items():
-            if not isinstance(spec, dict) or not isinstance(spec.get("inputFields"), list):
-                continue
-            for j, inp in enumerate(spec["inputFields"]):
-                where = f"{path}.facets.columnLineage.fields.{out_field}.inputFields[{j}]"
-                if not isinstance(inp, dict):
-                    raise InvalidEvent("must be an object", field=where)
-                ns, name = _check_identifier(inp.get("namespace"), inp.get("name"), where)
-                if not isinstance(inp.get("field"), str) or not inp["field"]:
-                    raise InvalidEvent("must be a non-empty string", field=f"{where}.field")
-                source = self._dataset_ref(ns, name, at)
-                transformations = inp.get("transformations")
-                wanted[(out_field[:1024], source.pk, inp["field"][:1024])] = {
-                    "transformations": transformations if isinstance(transformations, list) else [],
-                    "transformation_description": _str(spec.get("transformationDescription")),
-                    "transformation_type": _str(spec.get("transformationType"))[:64],
-                }
-        existing = {
-            (row.field, row.input_dataset_id, row.input_field): row
-            for row in ColumnLineage.objects.select_for_update().filter(dataset=dataset)
-        }
-        to_create, to_update = [], []
-        for key, values in wanted.items():
+        existing = self.ws.column_lineage.setdefault(dataset.pk, {})
+        for item in mention.column_inputs:
+            source = self.ws.datasets[(item.namespace, item.name)]
+            key = (item.field, source.pk, item.input_field[:1024])
+            values = {
+                "transformations": item.transformations,
+                "transformation_description": item.description,
+                "transformation_type": item.type,
+            }
             row = existing.get(key)
             if row is None:
-                to_create.append(
-                    ColumnLineage(
-                        dataset=dataset,
-                        field=key[0],
-                        input_dataset_id=key[1],
-                        input_field=key[2],
-                        run=run,
-                        event_time=at,
-                        **values,
-                    )
+                row = ColumnLineage(
+                    dataset=dataset,
+                    field=key[0],
+                    input_dataset=source,
+                    input_field=key[2],
+                    run=run,
+                    event_time=at,
+                    **values,
                 )
+                existing[key] = row
+                self.ws.add(row)
             elif at >= row.event_time:
                 for attr, value in values.items():
                     setattr(row, attr, value)
                 row.run, row.event_time = run, at
-                to_update.append(row)
-        ColumnLineage.objects.bulk_create(to_create)
-        if to_update:
-            ColumnLineage.objects.bulk_update(
-                to_update,
-                ["transformations", "transformation_description", "transformation_type", "run", "event_time"],
+                self.ws.mark(row)
+
+    # --- job edges ---------------------------------------------------------------------------------
+    def _update_edges(self, job: Job, run: Run, moved: bool) -> None:
+        """Keep the job's entity-level edges equal to its latest run's inputs and outputs, closing
+        (never overwriting) edges that stop applying. A run that lands before the latest one, or
+        moves earlier, marks the job for a rebuild of its whole history from its runs."""
+        ws = self.ws
+        if job.pk in ws.rebuild_jobs:
+            return
+        latest = ws.latest_runs.get(job.pk)
+        if latest is not None and latest.pk != run.pk and _run_key(run) < _run_key(latest):
+            ws.rebuild_jobs.add(job.pk)
+            return
+        if latest is not None and latest.pk == run.pk and moved:
+            ws.rebuild_jobs.add(job.pk)
+            return
+        at = run.first_event_time
+        want = ws.run_io(run)
+        edges = ws.edges[job.pk]
+        open_edges = {(e.dataset_id, e.direction): e for e in edges if e.source == RUNS and e.valid_to is None}
+        if latest is None or latest.pk != run.pk:
+            for key, edge in open_edges.items():
+                if key in want:
+                    continue
+                if edge.valid_from >= at:
+                    edges.remove(edge)
+                    ws.discard(edge)
+                else:
+                    edge.valid_to = at
+                    ws.mark(edge)
+            ws.latest_runs[job.pk] = run
+            job.latest_run = run
+            ws.mark(job)
+            open_edges = {k: e for k, e in open_edges.items() if k in want}
+        for dataset_id, direction in sorted(want - open_edges.keys()):
+            closed = next(
+                (
+                    e
+                    for e in edges
+                    if e.source == RUNS and e.dataset_id == dataset_id and e.direction == direction and e.valid_to == at
+                ),
+                None,
             )
+            if closed is not None:
+                closed.valid_to = None
+                ws.mark(closed)
+            else:
+                edge = JobDatasetEdge(job=job, dataset_id=dataset_id, direction=direction, source=RUNS, valid_from=at)
+                edges.append(edge)
+                ws.add(edge)
 
     # --- dataset and job events --------------------------------------------------------------------
     def _apply_dataset_event(self, event: ParsedEvent, mention: DatasetMention) -> None:
         at = event.event_time
-        dataset = self._dataset(mention, at)
-        label = self._declared_label(mention.facets)
+        dataset = self._mentioned(event)[mention.key]
+        label = declared_label(mention.facets)
         if not label and "schema" in mention.facets:
-            fields = normalise_fields(mention.facets["schema"])
-            label = f"schema:{schema_digest(fields)[:32]}"
+            label = f"schema:{schema_digest(normalise_fields(mention.facets['schema']))[:32]}"
         if label:
             self._version(dataset, label, at, mention.facets, None)
 
     def _apply_job_event(self, event: ParsedEvent) -> None:
         at = event.event_time
-        job = self._job(event.job_namespace, event.job_name, event.job_facets, at)
-        datasets = self._mentioned_datasets(event, at)
+        job = self._job((event.job_namespace, event.job_name), event.job_facets, at)
+        datasets = self._mentioned(event)
         declared = [(datasets[m.key], JobDatasetEdge.Direction.IN) for m in event.inputs]
         declared += [(datasets[m.key], JobDatasetEdge.Direction.OUT) for m in event.outputs]
+        edges = self.ws.edges[job.pk]
         for dataset, direction in declared:
-            static = JobDatasetEdge.objects.select_for_update().filter(
-                job=job,
-                dataset=dataset,
-                direction=direction,
-                source=JobDatasetEdge.Source.STATIC,
-                valid_to__isnull=True,
+            edge = next(
+                (
+                    e
+                    for e in edges
+                    if e.source == STATIC
+                    and e.valid_to is None
+                    and e.dataset_id == dataset.pk
+                    and e.direction == direction
+                ),
+                None,
             )
-            edge = static.first()
             if edge is None:
-                JobDatasetEdge.objects.create(
-                    job=job,
-                    dataset=dataset,
-                    direction=direction,
-                    source=JobDatasetEdge.Source.STATIC,
-                    valid_from=at,
-                )
+                edge = JobDatasetEdge(job=job, dataset=dataset, direction=direction, source=STATIC, valid_from=at)
+                edges.append(edge)
+                self.ws.add(edge)
             elif at < edge.valid_from:
-                static.filter(pk=edge.pk).update(valid_from=at)
+                edge.valid_from = at
+                self.ws.mark(edge)
+
+
+def _derive_dataset_fields(dataset: Dataset) -> None:
+    facets = dataset.facets
+    if "schema" in facets:
+        dataset.fields = normalise_fields(facets["schema"])
+    dataset.description = _str(_facet(facets, "documentation").get("description"))
+    dataset.source_name = _str(_facet(facets, "dataSource").get("name"))
+    declared = _str(_facet(facets, "datasetType").get("datasetType")).upper()
+    dataset.type = "STREAM" if declared in _STREAM_TYPES else "DB_TABLE"
+    tags = _facet(facets, "tags").get("tags")
+    if isinstance(tags, list):
+        dataset.tags = sorted({_str(t.get("key")) for t in tags if isinstance(t, dict) and _str(t.get("key"))})
+    lifecycle = _str(_facet(facets, "lifecycleStateChange").get("lifecycleStateChange")).upper()
+    if lifecycle:
+        dataset.lifecycle_state = lifecycle
+        dataset.is_deleted = lifecycle == "DROP"
 
 
 # --- schema change bookkeeping ------------------------------------------------------------------------
@@ -545,6 +495,33 @@ def _record_schema_change(dataset: Dataset, before: DatasetVersion, after: Datas
     )
 
 
+def _order(version: DatasetVersion) -> tuple[datetime, Any]:
+    return (version.created_at, version.uuid)
+
+
+def refresh_schema_tail(dataset: Dataset, touched: list[DatasetVersion]) -> None:
+    """Redo the schema changes into the touched versions when they are the newest of the dataset
+    (the usual case: new versions at the end); otherwise rebuild the dataset's whole chain.
+
+    One query reads the newest ``len(touched) + 1`` versions with a schema: if every touched
+    version is among them, the one left over (if any) is the predecessor of the chain's new tail.
+    """
+    touched = sorted(touched, key=_order)
+    touched_pks = {v.pk for v in touched}
+    window = list(dataset.versions.exclude(schema_digest="").order_by("-created_at", "-uuid")[: len(touched) + 1])
+    head = window[: len(touched)]
+    if {v.pk for v in head} != touched_pks:
+        rebuild_schema_changes(dataset)
+        return
+    previous = window[len(touched)] if len(window) > len(touched) else None
+    if any(not getattr(v, "_custody_created", False) for v in touched):
+        stale = Q(to_version__in=touched) | (Q(from_version=previous) if previous is not None else Q(pk__in=[]))
+        SchemaChange.objects.filter(stale).delete()
+    chain = ([previous] if previous is not None else []) + touched
+    for before_version, after_version in pairwise(chain):
+        _record_schema_change(dataset, before_version, after_version)
+
+
 def rebuild_schema_changes(dataset: Dataset) -> None:
     """Recompute every schema change of a dataset from its versions (after a late version)."""
     versions = list(dataset.versions.exclude(schema_digest="").order_by("created_at", "uuid"))
@@ -553,66 +530,23 @@ def rebuild_schema_changes(dataset: Dataset) -> None:
         _record_schema_change(dataset, before, after)
 
 
-# --- job edges ---------------------------------------------------------------------------------------
-def _run_io(run_ids: Iterable[int]) -> dict[int, set[tuple[int, int]]]:
-    ids = list(run_ids)
-    io: dict[int, set[tuple[int, int]]] = {run_id: set() for run_id in ids}
-    for run_id, dataset_id in RunInput.objects.filter(run_id__in=ids).values_list("run_id", "dataset_id"):
-        io[run_id].add((dataset_id, JobDatasetEdge.Direction.IN))
-    for run_id, dataset_id in RunOutput.objects.filter(run_id__in=ids).values_list("run_id", "dataset_id"):
-        io[run_id].add((dataset_id, JobDatasetEdge.Direction.OUT))
-    return io
-
-
+# --- job edges, from scratch ---------------------------------------------------------------------------
 def _run_key(run: Run) -> tuple[datetime, str]:
     return (run.first_event_time, run.run_id)
-
-
-def update_job_edges(job: Job, run: Run, moved: bool) -> None:
-    """Keep the job's entity-level edges equal to its latest run's inputs and outputs, closing
-    (never overwriting) edges that stop applying. In-order events take the incremental path; a run
-    that lands before the latest one, or moves earlier, rebuilds the job's history from its runs."""
-    latest = job.latest_run
-    if latest is not None and latest.pk != run.pk and _run_key(run) < _run_key(latest):
-        rebuild_job_edges(job)
-        return
-    if latest is not None and latest.pk == run.pk and moved:
-        rebuild_job_edges(job)
-        return
-    at = run.first_event_time
-    want = _run_io([run.pk])[run.pk]
-    runs_source = JobDatasetEdge.Source.RUNS
-    open_edges = {
-        (edge.dataset_id, edge.direction): edge
-        for edge in JobDatasetEdge.objects.filter(job=job, source=runs_source, valid_to__isnull=True)
-    }
-    if latest is None or latest.pk != run.pk:
-        for key, edge in open_edges.items():
-            if key in want:
-                continue
-            if edge.valid_from >= at:
-                edge.delete()
-            else:
-                JobDatasetEdge.objects.filter(pk=edge.pk).update(valid_to=at)
-        Job.objects.filter(pk=job.pk).update(latest_run=run)
-        job.latest_run = run
-    for dataset_id, direction in want - open_edges.keys():
-        reopened = JobDatasetEdge.objects.filter(
-            job=job, dataset_id=dataset_id, direction=direction, source=runs_source, valid_to=at
-        ).update(valid_to=None)
-        if not reopened:
-            JobDatasetEdge.objects.create(
-                job=job, dataset_id=dataset_id, direction=direction, source=runs_source, valid_from=at
-            )
 
 
 def rebuild_job_edges(job: Job) -> None:
     """Recompute the job's run-derived edges from all its runs, in (first event time, runId) order:
     each run's inputs and outputs hold from its start until the next run's start."""
     runs = sorted(Run.objects.filter(job=job).only("id", "run_id", "first_event_time"), key=_run_key)
-    io = _run_io(run.pk for run in runs)
+    io: dict[int, set[tuple[int, int]]] = {run.pk: set() for run in runs}
+    for run_pk, dataset_pk in RunInput.objects.filter(run__job=job).values_list("run_id", "dataset_id"):
+        io[run_pk].add((dataset_pk, JobDatasetEdge.Direction.IN))
+    for run_pk, dataset_pk in RunOutput.objects.filter(run__job=job).values_list("run_id", "dataset_id"):
+        io[run_pk].add((dataset_pk, JobDatasetEdge.Direction.OUT))
     rows: list[JobDatasetEdge] = []
     opened: dict[tuple[int, int], datetime] = {}
+    last_closed: dict[tuple[int, int], JobDatasetEdge] = {}
     for run in runs:
         at = run.first_event_time
         want = io[run.pk]
@@ -620,18 +554,24 @@ def rebuild_job_edges(job: Job) -> None:
             if key not in want:
                 start = opened.pop(key)
                 if start < at:
-                    rows.append(_edge(job, key, start, at))
+                    last_closed[key] = _edge(job, key, start, at)
+                    rows.append(last_closed[key])
         for key in want:
-            opened.setdefault(key, at)
+            if key in opened:
+                continue
+            previous = last_closed.get(key)
+            if previous is not None and previous.valid_to == at:
+                # closed and reopened at the same instant: one continuous edge, as incrementally
+                rows.remove(previous)
+                del last_closed[key]
+                opened[key] = previous.valid_from
+            else:
+                opened[key] = at
     rows.extend(_edge(job, key, start, None) for key, start in opened.items())
-    JobDatasetEdge.objects.filter(job=job, source=JobDatasetEdge.Source.RUNS).delete()
+    JobDatasetEdge.objects.filter(job=job, source=RUNS).delete()
     JobDatasetEdge.objects.bulk_create(rows)
-    latest = runs[-1] if runs else None
-    Job.objects.filter(pk=job.pk).update(latest_run=latest)
-    job.latest_run = latest
+    Job.objects.filter(pk=job.pk).update(latest_run=runs[-1] if runs else None)
 
 
 def _edge(job: Job, key: tuple[int, int], start: datetime, end: datetime | None) -> JobDatasetEdge:
-    return JobDatasetEdge(
-        job=job, dataset_id=key[0], direction=key[1], source=JobDatasetEdge.Source.RUNS, valid_from=start, valid_to=end
-    )
+    return JobDatasetEdge(job=job, dataset_id=key[0], direction=key[1], source=RUNS, valid_from=start, valid_to=end)

@@ -20,8 +20,9 @@ from django.utils import timezone
 from lineage.ingest.canonical import canonical_json, find_unstorable_string
 from lineage.ingest.errors import IngestError, InvalidEvent, MalformedBody
 from lineage.ingest.event import ParsedEvent, parse_event
-from lineage.ingest.project import Projector
-from lineage.models import RawEvent
+from lineage.ingest.project import project
+from lineage.ingest.workspace import RunJobConflict
+from lineage.models import RawEvent, Run
 from lineage.signals import events_ingested
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class Outcome:
     retriable: bool = False
 
 
-@dataclass
+@dataclass(eq=False)
 class _Prepared:
     index: int
     event: ParsedEvent
@@ -96,55 +97,103 @@ def ingest(values: list[Any], user: Any = None, sizes: list[int] | None = None) 
         try:
             outcomes.update(_store_and_project(prepared, user))
             break
-        except OperationalError as exc:
+        except (OperationalError, RunJobConflict) as exc:
             if attempt == RETRIES - 1 or not _is_retryable(exc):
                 raise
             time.sleep(0.02 * (2**attempt))
     return [outcomes[i] for i in range(len(values))]
 
 
-def _is_retryable(exc: OperationalError) -> bool:
+def _is_retryable(exc: Exception) -> bool:
+    if isinstance(exc, RunJobConflict):
+        return True
     code = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
     return code in {"40P01", "40001"} or "database is locked" in str(exc)
 
 
 def _store_and_project(prepared: list[_Prepared], user: Any) -> dict[int, Outcome]:
+    """One transaction: drop duplicates and events that contradict the graph, store the rest
+    verbatim, project them. A failure rolls the whole unit back; the caller retries or reports."""
     results: dict[int, Outcome] = {}
-    created: list[RawEvent] = []
     with transaction.atomic():
-        known = set(RawEvent.objects.filter(digest__in=[p.digest for p in prepared]).values_list("digest", flat=True))
-        projector = Projector()
-        now = timezone.now()
+        seen = set(RawEvent.objects.filter(digest__in=[p.digest for p in prepared]).values_list("digest", flat=True))
+        fresh = []
         for item in prepared:
-            if item.digest in known:
+            if item.digest in seen:
                 results[item.index] = Outcome(item.index, "duplicate", item.digest)
-                continue
-            try:
-                with transaction.atomic():
-                    raw = _raw_event(item, user, now)
-                    projector.apply(item.event)
-            except IngestError as exc:
-                projector.reset()
-                results[item.index] = Outcome(item.index, "failed", item.digest, error=exc)
-                continue
-            except IntegrityError:
-                projector.reset()
-                if RawEvent.objects.filter(digest=item.digest).exists():
-                    results[item.index] = Outcome(item.index, "duplicate", item.digest)
-                    continue
-                raise
-            known.add(item.digest)
-            created.append(raw)
+            else:
+                seen.add(item.digest)
+                fresh.append(item)
+        for item, error in _run_job_conflicts(fresh).items():
+            results[item.index] = Outcome(item.index, "failed", item.digest, error=error)
+        fresh = [item for item in fresh if item.index not in results]
+        stored, concurrent_duplicates = _store_raw(fresh, user)
+        for item in concurrent_duplicates:
+            results[item.index] = Outcome(item.index, "duplicate", item.digest)
+        project([item.event for item, _ in stored])
+        for item, _ in stored:
             results[item.index] = Outcome(item.index, "created", item.digest)
-        if created:
+        if stored:
             # Inside the transaction, so receivers (the audit trail) commit or roll back with it.
-            events_ingested.send(sender=RawEvent, events=created, user=user)
+            events_ingested.send(sender=RawEvent, events=[raw for _, raw in stored], user=user)
     return results
+
+
+def _run_job_conflicts(items: list[_Prepared]) -> dict[_Prepared, InvalidEvent]:
+    """Events whose runId already belongs to another job (in the database, or earlier in the batch)."""
+    run_ids = {item.event.run_id for item in items if item.event.kind == "RunEvent"}
+    if not run_ids:
+        return {}
+    owners = {
+        run_id: (ns, name)
+        for run_id, ns, name in Run.objects.filter(run_id__in=run_ids).values_list(
+            "run_id", "job__namespace__name", "job__name"
+        )
+    }
+    conflicts = {}
+    for item in items:
+        event = item.event
+        if event.kind != "RunEvent":
+            continue
+        job = (event.job_namespace, event.job_name)
+        owner = owners.setdefault(event.run_id, job)
+        if owner != job:
+            conflicts[item] = InvalidEvent(
+                f"run {event.run_id!r} already belongs to job {owner[0]}:{owner[1]}; "
+                "a runId identifies one run of one job",
+                field="run.runId",
+            )
+    return conflicts
+
+
+def _store_raw(items: list[_Prepared], user: Any) -> tuple[list[tuple[_Prepared, RawEvent]], list[_Prepared]]:
+    """Insert the raw events in bulk; if a concurrent request stored one of them meanwhile, fall
+    back to one savepoint per row and report those as duplicates."""
+    now = timezone.now()
+    rows = [(item, _raw_event(item, user, now)) for item in items]
+    if not rows:
+        return [], []
+    try:
+        with transaction.atomic():
+            RawEvent.objects.bulk_create([raw for _, raw in rows])
+        return rows, []
+    except IntegrityError:
+        pass
+    stored, duplicates = [], []
+    for item, _ in rows:
+        raw = _raw_event(item, user, now)
+        try:
+            with transaction.atomic():
+                raw.save(force_insert=True)
+            stored.append((item, raw))
+        except IntegrityError:
+            duplicates.append(item)
+    return stored, duplicates
 
 
 def _raw_event(item: _Prepared, user: Any, now: Any) -> RawEvent:
     event = item.event
-    return RawEvent.objects.create(
+    return RawEvent(
         digest=item.digest,
         kind=event.kind,
         event_type=event.event_type,

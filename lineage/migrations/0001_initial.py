@@ -264,7 +264,7 @@ class Migration(migrations.Migration):
                 ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='edges', to='lineage.job')),
             ],
             options={
-                'indexes': [models.Index(fields=['job', 'valid_from'], name='edge_job_idx'), models.Index(fields=['dataset', 'valid_from'], name='edge_dataset_idx'), models.Index(condition=models.Q(('valid_to__isnull', True)), fields=['job', 'dataset'], name='edge_job_current_idx'), models.Index(condition=models.Q(('valid_to__isnull', True)), fields=['dataset', 'job'], name='edge_dataset_current_idx')],
+                'indexes': [models.Index(fields=['job', 'valid_from'], name='edge_job_idx'), models.Index(fields=['dataset', 'valid_from'], name='edge_dataset_idx'), models.Index(condition=models.Q(('valid_to__isnull', True)), fields=['job', 'dataset', 'direction'], name='edge_job_current_idx'), models.Index(condition=models.Q(('valid_to__isnull', True)), fields=['dataset', 'job', 'direction'], name='edge_dataset_current_idx')],
                 'constraints': [models.UniqueConstraint(condition=models.Q(('valid_to__isnull', True)), fields=('job', 'dataset', 'direction', 'source'), name='uniq_open_edge')],
             },
         ),

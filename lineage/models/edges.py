@@ -71,10 +71,14 @@ class JobDatasetEdge(models.Model):
             models.Index(fields=["job", "valid_from"], name="edge_job_idx"),
             models.Index(fields=["dataset", "valid_from"], name="edge_dataset_idx"),
             models.Index(
-                fields=["job", "dataset"], name="edge_job_current_idx", condition=models.Q(valid_to__isnull=True)
+                fields=["job", "dataset", "direction"],
+                name="edge_job_current_idx",
+                condition=models.Q(valid_to__isnull=True),
             ),
             models.Index(
-                fields=["dataset", "job"], name="edge_dataset_current_idx", condition=models.Q(valid_to__isnull=True)
+                fields=["dataset", "job", "direction"],
+                name="edge_dataset_current_idx",
+                condition=models.Q(valid_to__isnull=True),
             ),
         ]
         constraints = [
