@@ -109,3 +109,32 @@ def opaque_id(kind: str, pk: int) -> str:
 def redacted_node_id(kind: str, pk: int) -> str:
     """The graph id of a hidden node, e.g. ``dataset:<redacted>:3f9c...``."""
     return f"{kind}:{REDACTED}:{opaque_id(kind, pk)}"
+
+
+# --- writes ----------------------------------------------------------------------------------------
+WritePolicy = Callable[[Any, Any, Any], str | None]
+"""``policy(user, auth, event) -> None | reason``: may ``user`` (with credentials ``auth``, e.g.
+an API token) ingest ``event`` (a :class:`lineage.ingest.event.ParsedEvent`)? A reason refuses it:
+the event is answered 403 (or failed in a batch) and nothing of it is stored."""
+
+
+def allow_every_write(user: Any, auth: Any, event: Any) -> None:
+    """The default policy: every authenticated caller may ingest into every namespace."""
+    return None
+
+
+_write_policy: WritePolicy = allow_every_write
+
+
+def set_write_policy(policy: WritePolicy | None) -> WritePolicy:
+    """Register the policy every ingested event is checked against (``None``: the default).
+    Returns the previous policy."""
+    global _write_policy
+    previous = _write_policy
+    _write_policy = policy if policy is not None else allow_every_write
+    return previous
+
+
+def write_denial(user: Any, auth: Any, event: Any) -> str | None:
+    """Why ``user`` may not ingest ``event``, or None when it may."""
+    return _write_policy(user, auth, event)

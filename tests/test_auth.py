@@ -84,3 +84,29 @@ def test_read_only_token_cannot_post(make_user, token_for):
 def test_request_id_is_echoed(api):
     response = api.get("/healthz", HTTP_X_REQUEST_ID="trace-123")
     assert response["X-Request-ID"] == "trace-123"
+
+
+def test_write_policy_refuses_events_and_stores_nothing(api):
+    from lineage.access import set_write_policy
+    from tests.conftest import table_counts
+
+    def only_fraud(user, auth, event):
+        return None if event.job_namespace == "fraud" else f"no write access to namespace {event.job_namespace}"
+
+    previous = set_write_policy(only_fraud)
+    try:
+        before = table_counts()
+        refused = api.post("/api/v1/lineage", data=json.dumps(load_example(EVENT)), content_type="application/json")
+        assert refused.status_code == 403
+        assert refused.json()["error"] == "permission_denied"
+        assert "my-scheduler-namespace" in refused.json()["detail"]
+        assert table_counts() == before
+        allowed = load_example(EVENT)
+        allowed["job"]["namespace"] = "fraud"
+        batch = api.post(
+            "/api/v1/lineage/batch", data=json.dumps([load_example(EVENT), allowed]), content_type="application/json"
+        )
+        assert batch.json()["summary"]["successful"] == 1
+        assert batch.json()["failed_events"][0]["index"] == 0
+    finally:
+        set_write_policy(previous)

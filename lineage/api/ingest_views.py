@@ -64,7 +64,7 @@ class LineageView(APIView):
     def post(self, request: Request) -> Response:
         try:
             value, size = _read_json(request, settings.CUSTODY_MAX_EVENT_BYTES)
-            (outcome,) = ingest([value], user=request.user, sizes=[size])
+            (outcome,) = ingest([value], user=request.user, sizes=[size], auth=request.auth)
         except IngestError as exc:
             return _error_response(exc)
         if outcome.error is not None:
@@ -95,7 +95,7 @@ class LineageBatchView(APIView):
                 raise MalformedBody(f"A batch must be a JSON array of events, not a {type(values).__name__}.")
             if len(values) > MAX_BATCH_EVENTS:
                 raise BodyTooLarge(f"A batch may hold at most {MAX_BATCH_EVENTS} events; this one has {len(values)}.")
-            outcomes = ingest(values, user=request.user)
+            outcomes = ingest(values, user=request.user, auth=request.auth)
         except IngestError as exc:
             return _error_response(exc)
         return Response(_batch_summary(outcomes), status=200)

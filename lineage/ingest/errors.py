@@ -34,6 +34,11 @@ class UnsupportedEncoding(IngestError):
     error = "unsupported_media_type"
 
 
+class Forbidden(IngestError):
+    status = 403
+    error = "permission_denied"
+
+
 class InvalidEvent(IngestError):
     status = 422
     error = "invalid_event"

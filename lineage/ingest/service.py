@@ -18,7 +18,8 @@ from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from lineage.ingest.canonical import canonical_json, find_unstorable_string
-from lineage.ingest.errors import IngestError, InvalidEvent, MalformedBody
+from lineage.access import write_denial
+from lineage.ingest.errors import Forbidden, IngestError, InvalidEvent, MalformedBody
 from lineage.ingest.event import ParsedEvent, parse_event
 from lineage.ingest.project import project
 from lineage.ingest.workspace import RunJobConflict
@@ -84,13 +85,18 @@ def prepare(index: int, value: Any, size: int | None = None) -> _Prepared:
     return _Prepared(index=index, event=event, digest=digest, size=size if size is not None else len(text))
 
 
-def ingest(values: list[Any], user: Any = None, sizes: list[int] | None = None) -> list[Outcome]:
-    """Ingest decoded events; one Outcome per input value, in order."""
+def ingest(values: list[Any], user: Any = None, sizes: list[int] | None = None, auth: Any = None) -> list[Outcome]:
+    """Ingest decoded events on behalf of ``user`` (with credentials ``auth``); one Outcome per
+    input value, in order. Events the write policy refuses fail with 403 and store nothing."""
     outcomes: dict[int, Outcome] = {}
     prepared: list[_Prepared] = []
     for index, value in enumerate(values):
         try:
-            prepared.append(prepare(index, value, sizes[index] if sizes else None))
+            item = prepare(index, value, sizes[index] if sizes else None)
+            denial = write_denial(user, auth, item.event)
+            if denial is not None:
+                raise Forbidden(denial)
+            prepared.append(item)
         except IngestError as exc:
             outcomes[index] = Outcome(index, "failed", error=exc)
     for attempt in range(RETRIES):
