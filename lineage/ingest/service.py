@@ -17,8 +17,8 @@ from typing import Any
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from lineage.ingest.canonical import canonical_json, find_unstorable_string
 from lineage.access import write_denial
+from lineage.ingest.canonical import canonical_json, find_unstorable_string
 from lineage.ingest.errors import Forbidden, IngestError, InvalidEvent, MalformedBody
 from lineage.ingest.event import ParsedEvent, parse_event
 from lineage.ingest.project import project
