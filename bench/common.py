@@ -18,6 +18,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -236,6 +237,47 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class BackendCpu:
+    """CPU used by a database's PostgreSQL backends over an interval, sampled in a thread.
+
+    Backends come and go (Django reconnects after CONN_MAX_AGE), so the sampler keeps, per pid, the
+    first and last CPU time it saw; a backend born during the interval counts from zero, one that
+    exits loses at most one sampling period."""
+
+    def __init__(self, database: str, period: float = 0.25) -> None:
+        self.database = database
+        self.period = period
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self, initial: bool = False) -> None:
+        for pid in backend_pids(self.database):
+            value = cpu_seconds(pid)
+            if value <= 0.0 and pid in self.last:
+                continue  # gone between listing and reading
+            self.first.setdefault(pid, value if initial else 0.0)
+            self.last[pid] = value
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            with contextlib.suppress(Exception):
+                self._sample()
+
+    def start(self) -> BackendCpu:
+        self._sample(initial=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> float:
+        """Stop sampling; CPU-seconds used by the database's backends since start()."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
+
+
 @dataclass
 class Server:
     """A gunicorn serving the Custody WSGI app on 127.0.0.1."""
@@ -377,7 +419,24 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
 
 def machine() -> dict[str, Any]:
     load = os.getloadavg()
-    return {"cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in load], "python": sys.version.split()[0]}
+    return {
+        "cpus": os.cpu_count(),
+        "loadavg": [round(x, 2) for x in load],
+        "python": sys.version.split()[0],
+        "code": code_version(),
+    }
+
+
+def code_version() -> dict[str, Any]:
+    """The commit measured, and the server files that differed from it (others work in the tree)."""
+
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False, timeout=30)
+        return proc.stdout
+
+    dirty = git("status", "--porcelain", "--", "lineage", "governance", "requirements.txt").splitlines()
+    head = git("rev-parse", "--short", "HEAD").strip()
+    return {"head": head, "uncommitted_server_files": [line[3:] for line in dirty if line.strip()]}
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -202,12 +202,11 @@ class Bench:
         for proc in procs:
             proc.start()
         barrier.wait(timeout=300)  # every client has built its events and connected
-        db_pids = common.backend_pids(database)
+        db_cpu = common.BackendCpu(database).start()
         web_before = _cpu_of(worker_pids)
-        db_before = _cpu_of(db_pids)
         results = [ClientResult(**queue.get(timeout=jobs[0].duration + 600)) for _ in jobs]
         web_after = _cpu_of(worker_pids)
-        db_after = _cpu_of(sorted(set(db_pids) | set(common.backend_pids(database))))
+        db_seconds = db_cpu.stop()
         with contextlib.suppress(Exception):
             done.wait(timeout=60)
         for proc in procs:
@@ -225,7 +224,7 @@ class Bench:
             latencies_ms=[x for r in results for x in r.latencies_ms],
             client_cpu=sum(r.cpu for r in results),
             server_cpu=_delta(web_before, web_after),
-            db_cpu=_delta(db_before, db_after),
+            db_cpu=db_seconds,
             first_error=first_error,
             retries=sum(r.retries for r in results),
         )
