@@ -8,7 +8,7 @@ class AuditConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from governance.audit import admin_hooks, guards, receivers
+        from governance.audit import admin_hooks, checks, guards, receivers  # noqa: F401  (checks registers)
 
         guards.install()
         receivers.connect()
