@@ -149,6 +149,60 @@ class NodeRef:
         return (self.kind, self.pk)
 
 
+# --- node kinds provided by other apps ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProvidedNode:
+    """How a provided node renders: its graph id, the namespace that governs who sees it, and the
+    ``data`` of the node (only shown to callers who see that namespace)."""
+
+    id: str
+    namespace_id: int
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NodeKind:
+    """A kind of node that another app (governance: model versions, deployments) adds to the
+    version-level graph, without lineage importing it.
+
+    - ``kind``: the ``nodeId`` prefix and key kind (``model`` for ``model:<ns>:<name>:<version>``);
+    - ``type``: the node ``type`` in graphs (``MODEL_VERSION``);
+    - ``resolve(rest)``: the part of a ``nodeId`` after ``<kind>:`` to ``(pk, namespace_id)``, or None;
+    - ``expand(up, down, cap)``: an :data:`Expander` returning the edges between the frontier (of
+      any kind) and nodes of this kind, as ``(origin, destination, attrs)``; ``attrs["type"]``
+      names the edge type in graphs (``PRODUCED``, ``DEPLOYED``...);
+    - ``render(pks)``: ``{pk: ProvidedNode}`` for the given primary keys (missing: gone).
+    """
+
+    kind: str
+    type: str
+    resolve: Callable[[str], tuple[int, int] | None]
+    expand: Callable[[dict[str, list[Key]], dict[str, list[Key]], int], tuple[list[tuple[Key, Key, Any]], bool]]
+    render: Callable[[Sequence[int]], dict[int, ProvidedNode]]
+    help: str = ""
+
+
+_node_kinds: dict[str, NodeKind] = {}
+
+
+def register_node_kind(node_kind: NodeKind) -> None:
+    """Add (or replace) a provided node kind; version-level traversals then walk its edges."""
+    if node_kind.kind in (DATASET, JOB, RUN, VERSION, FIELD):
+        raise ValueError(f"{node_kind.kind!r} is a built-in node kind")
+    _node_kinds[node_kind.kind] = node_kind
+
+
+def unregister_node_kind(kind: str) -> NodeKind | None:
+    return _node_kinds.pop(kind, None)
+
+
+def node_kinds() -> dict[str, NodeKind]:
+    """The provided node kinds, by kind."""
+    return dict(_node_kinds)
+
+
 def _splits(text: str) -> list[tuple[str, str]]:
     return [(text[:i], text[i + 1 :]) for i, ch in enumerate(text) if ch == ":" and 0 < i < len(text) - 1]
 
@@ -260,6 +314,9 @@ def resolve_node_id(node_id: str, visibility: Visibility, kinds: Sequence[str]) 
         if rest.count(":") < 2:
             raise InvalidQuery(f"{NODE_ID_HELP}; {node_id!r} needs a namespace, a dataset and a field.")
         ref = _resolve_field(rest)
+    elif kind in _node_kinds:
+        provided = _node_kinds[kind].resolve(rest)
+        ref = NodeRef(kind, *provided) if provided else None
     if ref is None or not visibility.sees(ref.namespace_id):
         raise NotFound(f"No node matches nodeId {node_id!r}.")
     return ref
@@ -556,8 +613,10 @@ def version_lineage(
     start: NodeRef, *, depth: int, limit: int, upstream: bool = True, downstream: bool = False
 ) -> Traversal:
     """Runs and the dataset versions they consumed and produced, around a run or a dataset
-    version. Node kinds: RUN, VERSION and DATASET (an input whose version is unknown). Edges:
-    version → run (consumed; attributes say declared or inferred), run → version (produced)."""
+    version. Node kinds: RUN, VERSION and DATASET (an input whose version is unknown), plus the
+    provided kinds (:func:`register_node_kind`, e.g. model versions and deployments). Edges:
+    version → run (consumed; attributes say declared or inferred), run → version (produced), and
+    the provided kinds' edges."""
 
     def expand(up: Frontier, down: Frontier, cap: int) -> Found:
         found: list[tuple[Key, Key, Any]] = []
@@ -587,6 +646,10 @@ def version_lineage(
             capped |= hit
             for version_id, run_id, resolution in consumers:
                 found.append(((VERSION, version_id), (RUN, run_id), {"resolution": resolution}))
+        for provider in list(_node_kinds.values()):
+            more, hit = provider.expand(up, down, cap)
+            found += more
+            capped |= hit
         return found, capped
 
     return bfs([start.key], depth=depth, limit=limit, upstream=upstream, downstream=downstream, expand=expand)

@@ -19,7 +19,10 @@
 For ``run:`` and ``datasetVersion:`` nodes the graph has RUN, DATASET_VERSION (and DATASET, for an
 input whose version is unknown) nodes; edges carry ``type`` CONSUMED (``resolution`` declared or
 inferred) / PRODUCED, and the root run brings its parent run (PARENT) and code commit
-(CODE_COMMIT node, EXECUTED).
+(CODE_COMMIT node, EXECUTED). Kinds registered with ``lineage.graph.register_node_kind`` join
+these graphs and can be start nodes too: with governance installed, ``model:<ns>:<name>:<version>``
+(MODEL_VERSION, produced by its run) and ``deployment:<id>`` (DEPLOYMENT, edge DEPLOYED from its
+model version).
 
 Visibility (``lineage.access``): a start node the caller cannot see answers 404; hidden nodes met
 on the way come back as placeholders (type and opaque id only) and the traversal continues
@@ -72,6 +75,7 @@ from lineage.graph import (
     dataset_field_names,
     entity_lineage,
     find_dataset_version,
+    node_kinds,
     resolve_node_id,
     run_provenance,
     version_lineage,
@@ -96,7 +100,8 @@ def lineage_graph_response(request: Request) -> Response:
 
 def _lineage_graph(request: Request) -> Response:
     visibility = visibility_for(request.user)
-    node = resolve_node_id(request.query_params.get("nodeId", ""), visibility, (DATASET, JOB, RUN, VERSION))
+    kinds = (DATASET, JOB, RUN, VERSION, *node_kinds())
+    node = resolve_node_id(request.query_params.get("nodeId", ""), visibility, kinds)
     depth = depth_param(request, DEFAULT_DEPTH)
     limit = node_limit_param(request)
     as_of = time_param(request, "asOf")

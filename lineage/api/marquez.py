@@ -29,10 +29,12 @@ from lineage.graph import (
     VERSION,
     JobIO,
     Key,
+    ProvidedNode,
     Traversal,
     consumed_inputs,
     job_io,
     latest_runs_at,
+    node_kinds,
     produced_outputs,
     versions_at,
 )
@@ -525,8 +527,15 @@ def jobs_json(
 _NODE_TYPES = {DATASET: "DATASET", JOB: "JOB", RUN: "RUN", VERSION: "DATASET_VERSION", FIELD: "DATASET_FIELD"}
 
 
+def _node_type(kind: str) -> str:
+    if kind in _NODE_TYPES:
+        return _NODE_TYPES[kind]
+    provided = node_kinds().get(kind)
+    return provided.type if provided is not None else kind.upper()
+
+
 def _placeholder(kind: str, node_id: str) -> JSON:
-    return {"id": node_id, "type": _NODE_TYPES[kind], "data": {"redacted": True}, "inEdges": [], "outEdges": []}
+    return {"id": node_id, "type": _node_type(kind), "data": {"redacted": True}, "inEdges": [], "outEdges": []}
 
 
 def _attach_edges(nodes: dict[Key, JSON], traversal: Traversal, extra: Any = None) -> list[JSON]:
@@ -705,6 +714,16 @@ class ProvenanceRows:
         }
         visible_runs = [run for run in self.runs.values() if visibility.sees(run.job.namespace_id)]
         self.run_data = dict(zip([r.pk for r in visible_runs], runs_json(visible_runs, redactor), strict=True))
+        # Nodes of kinds provided by other apps (model versions, deployments), rendered by them.
+        self.provided: dict[str, dict[int, ProvidedNode]] = {}
+        for kind, provider in node_kinds().items():
+            pks = traversal.kinds(kind)
+            if pks:
+                self.provided[kind] = provider.render(pks)
+
+    def provided_node(self, key: Key) -> ProvidedNode | None:
+        rendered = self.provided.get(key[0])
+        return rendered.get(key[1]) if rendered is not None else None
 
     def run_visible(self, pk: int) -> bool:
         run = self.runs.get(pk)
@@ -726,7 +745,10 @@ class ProvenanceRows:
             return self.run_visible(pk)
         if kind == VERSION:
             return self.version_visible(pk)
-        return pk in self.datasets and self.redactor.visibility.sees(self.datasets[pk].namespace_id)
+        if kind == DATASET:
+            return pk in self.datasets and self.redactor.visibility.sees(self.datasets[pk].namespace_id)
+        provided = self.provided_node(key)
+        return provided is not None and self.redactor.visibility.sees(provided.namespace_id)
 
     def node_id(self, key: Key) -> str:
         kind, pk = key
@@ -737,14 +759,21 @@ class ProvenanceRows:
         if kind == VERSION:
             v = self.versions[pk]
             return f"{VERSION}:{v.dataset.namespace.name}:{v.dataset.name}:{v.uuid}"
-        ds = self.datasets[pk]
-        return f"dataset:{ds.namespace.name}:{ds.name}"
+        if kind == DATASET:
+            ds = self.datasets[pk]
+            return f"dataset:{ds.namespace.name}:{ds.name}"
+        provided = self.provided_node(key)
+        assert provided is not None
+        return provided.id
 
     def version_ref(self, key: Key, attrs: Any) -> JSON:
         """One consumed or produced dataset version, as listed in provenance."""
         kind, pk = key
         if not self.visible(key):
             return {"id": redacted_node_id(kind, pk), "redacted": True}
+        provided = self.provided_node(key) if kind not in (VERSION, DATASET) else None
+        if provided is not None:
+            return {"id": provided.id, "type": _node_type(kind), **provided.data}
         if kind == VERSION:
             v = self.versions[pk]
             ref: JSON = {
@@ -765,8 +794,9 @@ class ProvenanceRows:
 
 def version_graph_json(traversal: Traversal, redactor: Redactor, *, root_run: int | None = None) -> JSON:
     """The graph around a run or a dataset version: ``RUN``, ``DATASET_VERSION`` and (inputs whose
-    version is unknown) ``DATASET`` nodes; edges carry ``type`` CONSUMED (with ``resolution``:
-    declared or inferred) or PRODUCED. The root run also gets its parent run (edge PARENT) and its
+    version is unknown) ``DATASET`` nodes, and nodes of provided kinds (model versions,
+    deployments); edges carry ``type`` CONSUMED (with ``resolution``: declared or inferred),
+    PRODUCED, or the provided edge's own type. The root run also gets its parent run (edge PARENT) and its
     code commit (a ``CODE_COMMIT`` node, edge EXECUTED)."""
     rows = ProvenanceRows(traversal, redactor)
     visible_versions = [rows.versions[key[1]] for key in traversal.nodes if key[0] == VERSION and rows.visible(key)]
@@ -796,11 +826,18 @@ def version_graph_json(traversal: Traversal, redactor: Redactor, *, root_run: in
         elif kind == VERSION:
             data = version_data[pk]
             nodes[key] = {"id": node_id, "type": "DATASET_VERSION", "data": data, "inEdges": [], "outEdges": []}
-        else:
+        elif kind == DATASET:
             data = dataset_data[pk]
             nodes[key] = {"id": node_id, "type": "DATASET", "data": data, "inEdges": [], "outEdges": []}
+        else:
+            provided = rows.provided_node(key)
+            assert provided is not None
+            data = provided.data
+            nodes[key] = {"id": node_id, "type": _node_type(kind), "data": data, "inEdges": [], "outEdges": []}
 
     def edge_extra(origin: Key, destination: Key, attrs: Any) -> JSON:
+        if attrs and isinstance(attrs.get("type"), str):
+            return {"type": attrs["type"]}
         if origin[0] == RUN:
             return {"type": "PRODUCED"}
         extra: JSON = {"type": "CONSUMED"}

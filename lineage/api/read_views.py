@@ -81,7 +81,12 @@ OFFSET = query_param("offset", OpenApiTypes.INT, "Rows to skip (default 0).")
 AS_OF = query_param("asOf", OpenApiTypes.DATETIME, "Read the object as it was at this instant (ISO-8601).")
 DEPTH = query_param("depth", OpenApiTypes.INT, "Edge hops from the node (default 20).")
 NODE_LIMIT = query_param("limit", OpenApiTypes.INT, "Most nodes to return (capped by CUSTODY_LINEAGE_NODE_LIMIT).")
-NODE_ID = query_param("nodeId", OpenApiTypes.STR, "dataset:<ns>:<name>, job:<ns>:<name>, run:<id>, datasetField:...")
+NODE_ID = query_param(
+    "nodeId",
+    OpenApiTypes.STR,
+    "dataset:<ns>:<name>, job:<ns>:<name>, run:<id>, datasetVersion:..., datasetField:... "
+    "(with governance: model:<ns>:<name>:<version>, deployment:<id>)",
+)
 WITH_DOWNSTREAM = query_param("withDownstream", OpenApiTypes.BOOL, "Include downstream lineage.")
 
 

@@ -14,6 +14,10 @@ class Namespace(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Object permissions on a namespace (granted per namespace with django-guardian by
+        # governance): view_namespace reads it; write_namespace writes to it (ingest lineage,
+        # register models, request promotions, record deployments).
+        permissions = [("write_namespace", "Can write to the namespace (ingest, register, promote, deploy)")]
 
     def __str__(self) -> str:
         return self.name
