@@ -102,7 +102,9 @@ def init(
 
             atexit.register(_at_exit)
             if hasattr(os, "register_at_fork"):
-                os.register_at_fork(after_in_child=_after_fork_in_child)
+                os.register_at_fork(
+                    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+                )
             _hooks_installed = True
         client = _client
     if previous is not None:
@@ -289,6 +291,20 @@ def _at_exit() -> None:
             import logging
 
             logging.getLogger("custody").exception("custody: error while flushing at exit")
+
+
+def _before_fork() -> None:
+    # Never fork while the spooler is building events: it may be importing a module (plugins load
+    # lazily), and a child would inherit it half-initialised.
+    client = _client
+    if client is not None and client.sender is not None:
+        client.sender.pause_for_fork()
+
+
+def _after_fork_in_parent() -> None:
+    client = _client
+    if client is not None and client.sender is not None:
+        client.sender.resume_after_fork()
 
 
 def _after_fork_in_child() -> None:

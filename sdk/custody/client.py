@@ -108,7 +108,7 @@ class Run:
         self.info: Any = None
         self.params: Dict[str, Any] = {}
         self._token: Optional[contextvars.Token[Optional[Run]]] = None
-        self._started_here = True
+        self._pid = 0  # the process that started the run (a forked child may log to it, not end it)
 
     def __repr__(self) -> str:
         return f"<custody.Run {self.namespace}:{self.name} {self.run_id} {self.state}>"
@@ -129,6 +129,7 @@ class Run:
             started_at=self.started_at,
         )
         self.state = "RUNNING"
+        self._pid = os.getpid()
         self._token = _current.set(self)
         self._client._opened(self)
         self._client._put(("start", self, self.started_at))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -150,7 +151,7 @@ class EventBuilder:
             )
             acc.point_offset += len(acc.points)
             acc.points = []
-        if facets or final:
+        if facets or (final and (acc.latest or acc.point_offset)):
             facets["custody_metrics"] = custody_facet(
                 "custody_metrics",
                 "CustodyMetricsRunFacet",
@@ -312,7 +313,7 @@ class EventBuilder:
         return [
             {"runId": acc.run.run_id, "namespace": acc.run.namespace, "name": acc.run.name}
             for acc in self.runs.values()
-            if getattr(acc.run, "_started_here", False)
+            if getattr(acc.run, "_pid", None) == os.getpid()
         ]
 
 

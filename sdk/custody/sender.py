@@ -306,9 +306,10 @@ class Sender:
 
     # --- the sender thread -------------------------------------------------------------------------
     def _sender(self) -> None:
-        from custody.transport import Transport
+        with self._build_lock:  # imports happen under this lock (see pause_for_fork)
+            from custody.transport import Transport
 
-        self._transport = Transport(self.config.base_url, self.config.token, self.config.timeout)
+            self._transport = Transport(self.config.base_url, self.config.token, self.config.timeout)
         while True:
             try:
                 with self._cond:
@@ -607,7 +608,17 @@ class Sender:
         if outcome.timed_out:
             delay = min(delay, 1.0)  # the server is alive but slow: retry soon, with a smaller batch
         self.retry_at = time.monotonic() + delay
-        if self.healthy:
+        if self.healthy and outcome.timed_out:
+            self.healthy = False
+            self._outage_started = time.monotonic()
+            logger.warning(
+                "custody: the server at %s did not answer within %.0f s; recording goes on, events stay "
+                "spooled in %s and are retried with smaller batches.",
+                self.config.base_url,
+                self.config.timeout,
+                self.config.spool_path if self.wal_ok else "memory (the spool is unwritable)",
+            )
+        elif self.healthy:
             self.healthy = False
             self._outage_started = time.monotonic()
             logger.warning(
@@ -733,6 +744,14 @@ class Sender:
             return
         self._reported.add(key)
         logger.log(level, message, *args)
+
+    def pause_for_fork(self) -> None:
+        self._fork_held = self._build_lock.acquire(timeout=5.0)
+
+    def resume_after_fork(self) -> None:
+        if getattr(self, "_fork_held", False):
+            self._fork_held = False
+            self._build_lock.release()
 
     def reset_after_fork(self) -> None:
         """In a forked child: forget the parent's threads, queue, spool segment and backlog."""

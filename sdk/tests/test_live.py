@@ -291,3 +291,40 @@ def test_cli_verify_is_wired_to_the_offline_verifier(script: Script, tmp_path: P
     empty.write_text("")
     result = script.cli("verify", str(empty))
     assert result.returncode in (0, 1), result.stdout + result.stderr
+
+
+def test_forked_child_gets_its_own_sender(server: LiveServer, script: Script, namespace: str) -> None:
+    result = script.run(
+        """
+        import os, custody
+        with custody.run("parent-proc") as run:
+            run.log_metrics({"a": 1})
+            pid = os.fork()
+            if pid == 0:  # the child records its own run through its own sender and segment
+                with custody.run("child-proc") as child:
+                    child.log_metrics({"b": 2})
+                    run.log_params({"from_child": True})  # and may log to the parent's run
+                ok = custody.flush(30)
+                os._exit(0 if ok else 1)
+            _, status = os.waitpid(pid, 0)
+            assert status == 0, status
+            run.log_metrics({"a": 2})
+        assert custody.flush(30)
+        print("done")
+        """
+    )
+    assert "done" in result.stdout
+    parent = run_row(server, namespace, "parent-proc")
+    child = run_row(server, namespace, "child-proc")
+    assert parent["state"] == child["state"] == "COMPLETED"
+    assert child["parent_id"] == parent["id"]  # the run active at fork time is the child's parent
+    assert parent["facets"]["custody_metrics"]["metrics"] == {"a": 2}
+    assert parent["facets"]["custody_params"]["params"] == {"from_child": True}
+    # The child left with os._exit (as multiprocessing workers do): its fully delivered segment
+    # stays until the next process replays it, which sends nothing (no ABORT for the parent's run).
+    left = list((script.tmp / "spool").rglob("seg-*.jsonl"))
+    assert len(left) <= 1
+    flushed = script.cli("flush")
+    assert flushed.returncode == 0 and "sent 0 events" in flushed.stdout, flushed.stdout
+    assert not list((script.tmp / "spool").rglob("seg-*.jsonl"))
+    assert "ABORT" not in {e["eventType"] for e in server.raw_events(namespace)}
