@@ -282,3 +282,33 @@ def test_run_requires_no_server_and_track_wraps_sync_and_async(tmp_path: Path) -
     root = next(e for e in events if e["job"]["name"] == "score-async" and e["eventType"] == "START")
     assert child["run"]["facets"]["parent"]["run"]["runId"] == root["run"]["runId"]
     assert custody.active_run() is None
+
+
+def test_model_plugins_without_an_artifact_file(tmp_path: Path) -> None:
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    model = sklearn.LogisticRegression(C=0.5).fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    results = {}
+
+    def body(client: Client) -> None:
+        with client.run("fit") as run:
+            results["sk"] = run.log_model("sk", model=model)
+            try:
+                import torch
+            except ImportError:
+                return
+            torch.manual_seed(0)
+            results["torch"] = run.log_model("net", model=torch.nn.Linear(3, 2), version="1.0.0")
+
+    events = record_offline(tmp_path, body)
+    complete = next(e for e in events if e["eventType"] == "COMPLETE")
+    facets = {d["name"]: d["facets"]["custody_model"] for d in complete["outputs"]}
+    sk = facets["models/sk"]
+    assert sk["framework"] == "scikit-learn" and sk["modelClass"] == "sklearn.linear_model._logistic.LogisticRegression"
+    assert sk["hyperparameters"]["C"] == 0.5 and sk["artifactFormat"] == "pickle" and "artifactUri" not in sk
+    assert results["sk"].version == sk["artifactDigest"][7:19]
+    if "torch" in results:
+        net = facets["models/net"]
+        assert net["framework"] == "pytorch" and net["hyperparameters"]["parameterCount"] == 8
+        assert net["version"] == "1.0.0" and net["artifactFormat"] == "state_dict"
+    with pytest.raises(ValueError, match="needs the saved artifact"):
+        Client(Config.resolve({}, disabled=True)).run("x").log_model("nothing")
