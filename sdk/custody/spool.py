@@ -328,7 +328,9 @@ def record_rejected(directory: str, line: bytes, reason: str) -> None:
     try:
         ensure_dir(directory)
         entry = json.dumps({"rejectedAt": iso(), "reason": reason}).encode()[:-1]
-        with open(os.path.join(directory, "rejected.jsonl"), "ab") as fh:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(os.path.join(directory, "rejected.jsonl"), flags, 0o600)  # events may be sensitive
+        with os.fdopen(fd, "ab") as fh:
             fh.write(entry + b',"event":' + line + b"}\n")
     except OSError as exc:
         logger.debug("custody: could not record a rejected event: %s", exc)
