@@ -57,7 +57,6 @@ class DatasetAdmin(LineageAdmin):
         "updated_at",
         "related",
         "fields_json",
-        "fields_event_time",
         "tags_json",
         "facets_json",
         "facet_times_json",

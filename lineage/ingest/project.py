@@ -72,6 +72,12 @@ def _lenient_time(value: Any) -> datetime | None:
         return None
 
 
+def _author(git: dict[str, Any]) -> str:
+    """``Name <email>`` from the SDK's git facet (either part may be missing)."""
+    name, email = _str(git.get("author")), _str(git.get("authorEmail"))
+    return f"{name} <{email}>".strip() if email else name
+
+
 def widen(row: Job | Dataset, at: datetime) -> bool:
     """Stretch a row's [created_at, updated_at] to include ``at`` (min/max: order-independent)."""
     changed = False
@@ -305,7 +311,7 @@ class Projector:
                 "tag": _str(location.get("tag"))[:512],
                 "path": _str(location.get("path"))[:1024],
                 "url": _str(location.get("url"))[:2048],
-                "author": _str(git.get("author"))[:512],
+                "author": _author(git)[:512],
                 "is_dirty": git.get("dirty") if isinstance(git.get("dirty"), bool) else None,
                 "diff_digest": _str(git.get("diffDigest"))[:71],
                 "first_seen_at": at,
@@ -322,7 +328,8 @@ class Projector:
             row.first_seen_at, changed = at, True
         label = declared_label(mention.facets)
         if label and row.version_id is None and row.version is None:
-            row.version, changed = self._version(dataset, label, at, {}, None), True
+            # The producer says which version it read: what it says of it (schema...) describes it.
+            row.version, changed = self._version(dataset, label, at, mention.facets, None), True
         if merge_facets(row.facets, row.facet_times, mention.io_facets, at):
             changed = True
         if changed:

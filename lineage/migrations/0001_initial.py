@@ -59,7 +59,6 @@ class Migration(migrations.Migration):
                 ('source_name', models.CharField(blank=True, default='', max_length=1024)),
                 ('description', models.TextField(blank=True, default='')),
                 ('fields', models.JSONField(default=list, help_text="Current schema: the newest version's fields.")),
-                ('fields_event_time', models.DateTimeField(blank=True, null=True)),
                 ('tags', models.JSONField(default=list)),
                 ('facets', models.JSONField(default=dict, help_text='Newest value of every facet ever reported.')),
                 ('facet_times', models.JSONField(default=dict)),

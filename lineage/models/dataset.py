@@ -17,7 +17,6 @@ class Dataset(models.Model):
     source_name = models.CharField(max_length=1024, blank=True, default="")
     description = models.TextField(blank=True, default="")
     fields = models.JSONField(default=list, help_text="Current schema: the newest version's fields.")
-    fields_event_time = models.DateTimeField(null=True, blank=True)
     tags = models.JSONField(default=list)
     facets = models.JSONField(default=dict, help_text="Newest value of every facet ever reported.")
     facet_times = models.JSONField(default=dict)
