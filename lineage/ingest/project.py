@@ -373,7 +373,7 @@ class Projector:
                 )
                 existing[key] = row
                 self.ws.add(row)
-            elif at >= row.event_time:
+            elif at > row.event_time or (at == row.event_time and run.run_id > _run_id_of(row)):
                 for attr, value in values.items():
                     setattr(row, attr, value)
                 row.run, row.event_time = run, at
@@ -465,6 +465,11 @@ class Projector:
             elif at < edge.valid_from:
                 edge.valid_from = at
                 self.ws.mark(edge)
+
+
+def _run_id_of(row: ColumnLineage) -> str:
+    """The runId that last asserted a column edge ('' when none): breaks ties between runs."""
+    return row.run.run_id if row.run is not None else ""
 
 
 def _derive_dataset_fields(dataset: Dataset) -> None:
