@@ -99,3 +99,67 @@ def _event(job: str) -> dict[str, Any]:
         "producer": "https://example.com/custody-tests",
         "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
     }
+
+
+# --- parallel verification (manage.py audit_verify --workers N) -----------------------------------
+@pytest.fixture
+def small_parallel_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    from governance.audit import verify
+
+    monkeypatch.setattr(verify, "PARALLEL_MIN_ENTRIES", 10)
+
+
+def _same_verdict(workers: int) -> tuple[bool, Any, Any]:
+    one, many = verify_chain(workers=1), verify_chain(workers=workers)
+    assert one.ok == many.ok
+    if one.ok:
+        assert one.entries == many.entries and one.head_hash == many.head_hash
+    p1, pn = one.problem, many.problem
+    serial = (p1.sequence, p1.kind) if p1 else None
+    parallel = (pn.sequence, pn.kind) if pn else None
+    assert serial == parallel
+    return many.ok, (pn.sequence if pn else None), (pn.kind if pn else None)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_parallel_verification_agrees_with_the_serial_walk(small_parallel_threshold: None, workers: int) -> None:
+    from governance.audit import guards
+    from tests.test_audit_helpers import triggers_bypassed
+
+    for i in range(30):
+        record("test.parallel", object_id=i, after={"i": i}, actor=None)
+    head = AuditEntry.objects.count()
+    assert _same_verdict(workers) == (True, None, None)
+    assert verify_chain(workers=workers).entries == head
+
+    cases = [
+        ("UPDATE {t} SET object_repr = 'x' WHERE sequence = 25", (25, "altered")),
+        ("DELETE FROM {t} WHERE sequence = 11", (11, "missing")),  # at or near a seam
+        ("DELETE FROM {t} WHERE sequence BETWEEN 20 AND 22", (11, "missing")),
+    ]
+    for sql, expected in cases:
+        with triggers_bypassed() as cursor:
+            cursor.execute(sql.format(t=guards.ENTRY_TABLE))
+        ok, sequence, kind = _same_verdict(workers)
+        assert not ok and (sequence, kind) == expected, (sql, sequence, kind)
+
+
+def test_parallel_seams_catch_a_broken_link(small_parallel_threshold: None) -> None:
+    from governance.audit import guards
+    from tests.test_audit_helpers import triggers_bypassed
+
+    for i in range(30):
+        record("test.parallel", object_id=i, actor=None)
+    # the first entry of each range links to the entry before it: break every one of them in turn
+    for target in (11, 16, 21):
+        with triggers_bypassed() as cursor:
+            cursor.execute(f"SELECT prev_hash FROM {guards.ENTRY_TABLE} WHERE sequence = %s", [target])
+            original = cursor.fetchone()[0]
+            cursor.execute(f"UPDATE {guards.ENTRY_TABLE} SET prev_hash = %s WHERE sequence = %s", ["0" * 64, target])
+        for workers in (2, 3):
+            result = verify_chain(workers=workers)
+            assert not result.ok and result.problem is not None
+            assert (result.problem.sequence, result.problem.kind) == (target, "broken_link"), workers
+        with triggers_bypassed() as cursor:
+            cursor.execute(f"UPDATE {guards.ENTRY_TABLE} SET prev_hash = %s WHERE sequence = %s", [original, target])
+        assert verify_chain(workers=3).ok

@@ -16,6 +16,7 @@ Checks, in sequence order (stopping at the first problem):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -77,7 +78,9 @@ class _Stop(Exception):
     pass
 
 
-def verify_chain(using: str | None = None, *, chunk_size: int = 10_000) -> VerifyResult:
+def verify_chain(using: str | None = None, *, chunk_size: int = 10_000, workers: int = 1) -> VerifyResult:
+    """Verify the whole chain. ``workers > 1`` (PostgreSQL, outside a transaction: the management
+    command) splits it into contiguous ranges verified by forked processes, then checks the seams."""
     db = using or router.db_for_read(AuditCheckpoint)
     started = time.perf_counter()
     result = VerifyResult()
@@ -85,13 +88,16 @@ def verify_chain(using: str | None = None, *, chunk_size: int = 10_000) -> Verif
     if not keys:
         result.signatures_checked = False
         result.warnings.append("no signing key is configured: checkpoint signatures were not checked")
-    with transaction.atomic(using=db):
-        checkpoints = list(AuditCheckpoint.objects.using(db).order_by("sequence", "id"))
-        result.checkpoints = len(checkpoints)
-        by_sequence: dict[int, list[AuditCheckpoint]] = defaultdict(list)
-        for cp in checkpoints:
-            by_sequence[cp.sequence].append(cp)
-        with contextlib.suppress(_Stop):
+    checkpoints = list(AuditCheckpoint.objects.using(db).order_by("sequence", "id"))
+    result.checkpoints = len(checkpoints)
+    by_sequence: dict[int, list[AuditCheckpoint]] = defaultdict(list)
+    for cp in checkpoints:
+        by_sequence[cp.sequence].append(cp)
+    ranges = _ranges(db, workers)
+    if len(ranges) > 1:
+        _verify_parallel(db, result, by_sequence, keys, chunk_size, ranges)
+    else:
+        with transaction.atomic(using=db), contextlib.suppress(_Stop):
             _walk(db, result, by_sequence, keys, chunk_size)
     if result.ok and checkpoints:
         last_seq = result.head_sequence or 0
@@ -114,6 +120,102 @@ def verify_chain(using: str | None = None, *, chunk_size: int = 10_000) -> Verif
         result.unanchored_entries = head - anchored_to
     result.elapsed_seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+PARALLEL_MIN_ENTRIES = 50_000
+
+
+def _ranges(db: str, workers: int) -> list[tuple[int, int]]:
+    conn = connections[db]
+    if workers <= 1 or conn.vendor != "postgresql" or conn.in_atomic_block:
+        return []
+    with conn.cursor() as cursor:
+        cursor.execute(f"SELECT min(sequence), max(sequence) FROM {guards.ENTRY_TABLE}")
+        low, high = cursor.fetchone()
+    if low is None or high - low + 1 < PARALLEL_MIN_ENTRIES:
+        return []
+    step = (high - low + 1 + workers - 1) // workers
+    # The last range is open-ended: entries appended meanwhile are verified too.
+    return [
+        (start, start + step - 1 if i < workers - 1 else 2**62) for i, start in enumerate(range(low, high + 1, step))
+    ]
+
+
+@dataclass
+class _Part:
+    result: VerifyResult
+    first_prev_hash: str | None = None
+
+
+def _verify_range(args: tuple[str, tuple[int, int], int, bool, dict[int, list[AuditCheckpoint]]]) -> _Part:
+    db, (low, high), chunk_size, first, by_sequence = args
+    result = VerifyResult()
+    part = _Part(result)
+    keys = signing.trusted_public_keys()
+    try:
+        with transaction.atomic(using=db), contextlib.suppress(_Stop):
+            _walk(db, result, by_sequence, keys, chunk_size, low=low, high=high, start=first, part=part)
+    finally:
+        connections.close_all()
+    return part
+
+
+def _verify_parallel(
+    db: str,
+    result: VerifyResult,
+    by_sequence: dict[int, list[AuditCheckpoint]],
+    keys: dict[str, Any],
+    chunk_size: int,
+    ranges: list[tuple[int, int]],
+) -> None:
+    import multiprocessing
+
+    connections.close_all()  # the children open their own connections; none may share ours
+    jobs = [(db, r, chunk_size, i == 0, by_sequence) for i, r in enumerate(ranges)]
+    with multiprocessing.get_context("fork").Pool(len(jobs)) as pool:
+        parts = pool.map(_verify_range, jobs)
+    previous: VerifyResult | None = None
+    for part in parts:
+        r = part.result
+        if r.first_sequence is not None and previous is not None and previous.head_sequence is not None:
+            # the seam between two ranges
+            if r.first_sequence != previous.head_sequence + 1:
+                _seam(result, previous, r.first_sequence)
+                return
+            if part.first_prev_hash != previous.head_hash:
+                result.ok = False
+                result.problem = Problem(
+                    r.first_sequence,
+                    "broken_link",
+                    f"prev_hash {part.first_prev_hash} is not the hash of entry {previous.head_sequence} "
+                    f"({previous.head_hash}): an entry was inserted, removed or reordered here",
+                )
+                return
+        if result.first_sequence is None:
+            result.first_sequence = r.first_sequence
+        result.entries += r.entries
+        result.checkpoints_verified += r.checkpoints_verified
+        result.warnings += r.warnings
+        if not r.ok:
+            result.ok = False
+            result.problem = r.problem
+            return
+        if r.entries:
+            result.head_sequence, result.head_hash = r.head_sequence, r.head_hash
+            previous = r
+
+
+def _seam(result: VerifyResult, previous: VerifyResult, next_sequence: int | None) -> None:
+    expected = (previous.head_sequence or 0) + 1
+    result.ok = False
+    if next_sequence is not None and next_sequence < expected:
+        result.problem = Problem(next_sequence, "out_of_order", f"entry {next_sequence} follows entry {expected - 1}")
+        return
+    last = (next_sequence or expected + 1) - 1
+    missing = f"entry {expected}" if last == expected else f"entries {expected}..{last}"
+    result.problem = Problem(
+        expected, "missing", f"{missing} missing: entry {next_sequence} follows entry {expected - 1}"
+    )
 
 
 def _fail(result: VerifyResult, sequence: int | None, kind: str, detail: str, stop: bool = True) -> None:
@@ -150,52 +252,71 @@ def _walk(
     by_sequence: dict[int, list[AuditCheckpoint]],
     keys: dict[str, Any],
     chunk_size: int,
+    *,
+    low: int | None = None,
+    high: int | None = None,
+    start: bool = True,
+    part: _Part | None = None,
 ) -> None:
+    """Walk entries ``low..high`` in order, checking each against the one before it. With
+    ``start`` the first entry must begin the chain; otherwise its prev_hash goes to ``part`` for the
+    caller to check against the range before. Raises _Stop at the first problem."""
     row_body = chain.make_row_hasher()
-    link_hash = chain.link_hash
+    sha = hashlib.sha256
     expected: int | None = None
     prev_hash = ""
     count = 0
     conn = connections[db]
-    with conn.chunked_cursor() as cursor:
-        cursor.execute(entry_select(conn.vendor) + " ORDER BY sequence")
-        while True:
-            rows = cursor.fetchmany(chunk_size)
-            if not rows:
-                break
-            for row in rows:
-                seq = row[0]
-                if expected is None:
-                    result.first_sequence = seq
-                    _check_start(result, row, by_sequence)
-                elif seq != expected:
-                    if seq < expected:
-                        _fail(result, seq, "out_of_order", f"entry {seq} follows entry {expected - 1}")
-                    missing = f"entry {expected}" if seq == expected + 1 else f"entries {expected}..{seq - 1}"
-                    _fail(result, expected, "missing", f"{missing} missing: entry {seq} follows entry {expected - 1}")
-                elif row[14] != prev_hash:
-                    _fail(
-                        result,
-                        seq,
-                        "broken_link",
-                        f"prev_hash {row[14]} is not the hash of entry {seq - 1} ({prev_hash}): an entry was "
-                        "inserted, removed or reordered here",
-                    )
-                try:
-                    body = row_body(row)
-                except (ValueError, TypeError, AttributeError) as exc:
-                    _fail(result, seq, "altered", f"the entry cannot be read as an audit entry: {exc}")
-                if link_hash(row[14], body) != row[15]:
-                    _fail(result, seq, "altered", "the content does not match the entry's hash (a value was changed)")
-                prev_hash = row[15]
-                expected = seq + 1
-                count += 1
-                result.entries = count
-                result.head_sequence = seq
-                result.head_hash = prev_hash
-                cps = by_sequence.get(seq)
-                if cps:
-                    _check_checkpoints(result, cps, seq, prev_hash, keys)
+    where = "" if low is None else f" WHERE sequence BETWEEN {int(low)} AND {int(high or low)}"
+    try:
+        with conn.chunked_cursor() as cursor:
+            cursor.execute(entry_select(conn.vendor) + where + " ORDER BY sequence")
+            while True:
+                rows = cursor.fetchmany(chunk_size)
+                if not rows:
+                    break
+                for row in rows:
+                    seq = row[0]
+                    if expected is None:
+                        result.first_sequence = seq
+                        if part is not None:
+                            part.first_prev_hash = row[14]
+                        if start:
+                            _check_start(result, row, by_sequence)
+                    elif seq != expected:
+                        if seq < expected:
+                            _fail(result, seq, "out_of_order", f"entry {seq} follows entry {expected - 1}")
+                        missing = f"entry {expected}" if seq == expected + 1 else f"entries {expected}..{seq - 1}"
+                        _fail(
+                            result, expected, "missing", f"{missing} missing: entry {seq} follows entry {expected - 1}"
+                        )
+                    elif row[14] != prev_hash:
+                        _fail(
+                            result,
+                            seq,
+                            "broken_link",
+                            f"prev_hash {row[14]} is not the hash of entry {seq - 1} ({prev_hash}): an entry was "
+                            "inserted, removed or reordered here",
+                        )
+                    try:
+                        body = row_body(row)
+                    except (ValueError, TypeError, AttributeError) as exc:
+                        _fail(result, seq, "altered", f"the entry cannot be read as an audit entry: {exc}")
+                    if sha((row[14] + body).encode("ascii")).hexdigest() != row[15]:
+                        _fail(
+                            result, seq, "altered", "the content does not match the entry's hash (a value was changed)"
+                        )
+                    prev_hash = row[15]
+                    expected = seq + 1
+                    count += 1
+                    cps = by_sequence.get(seq)
+                    if cps:
+                        _check_checkpoints(result, cps, seq, prev_hash, keys)
+    finally:
+        result.entries = count
+        if count:
+            result.head_sequence = (expected or 1) - 1
+            result.head_hash = prev_hash
 
 
 def _check_start(result: VerifyResult, row: Any, by_sequence: dict[int, list[AuditCheckpoint]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -21,9 +22,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
         parser.add_argument("--database", default=None)
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=min(4, os.cpu_count() or 1),
+            help="Processes verifying ranges of a large chain in parallel on PostgreSQL (default: CPUs, at most 4).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        result = verify_chain(options["database"])
+        result = verify_chain(options["database"], workers=options["workers"])
         if options["json"]:
             self.stdout.write(json.dumps(result.as_dict(), indent=2))
         elif result.ok:
