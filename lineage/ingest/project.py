@@ -191,8 +191,8 @@ class Projector:
             version.created_at, changed = at, True
             if version.pk is not None:
                 self.ws.moved_versions.add(version.pk)
-        if run is not None and version.run_id is None and version.run is None:
-            version.run, changed = run, True
+        if run is not None and (version.run is None or _run_key(run) < _run_key(version.run)):
+            version.run, changed = run, True  # several runs claim one declared version: the first
         if merge_facets(version.facets, version.facet_times, facets, at):
             changed = True
             if "schema" in version.facets:
@@ -341,8 +341,8 @@ class Projector:
         row, changed = self.ws.run_output(run, dataset, version, at)
         if at < row.first_seen_at:
             row.first_seen_at, changed = at, True
-        if row.version is not version:
-            row.version, changed = version, True
+        if row.version is not version and _order(version) > _order(row.version):
+            row.version, changed = version, True  # two versions of one dataset from one run: the newest
         if merge_facets(row.facets, row.facet_times, mention.io_facets, at):
             changed = True
         if changed:
