@@ -8,7 +8,6 @@ import atexit
 import contextlib
 import os
 import random
-import resource
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -31,13 +30,15 @@ def _drop_mine() -> None:
 atexit.register(_drop_mine)
 
 
-def fresh_database(suffix: str) -> str:
-    """A new migrated database (not the shared bench template: other benchmarks may rebuild it)."""
+def fresh_database(suffix: str, keep: bool = False) -> str:
+    """A new migrated database (not the shared bench template: other benchmarks may rebuild it);
+    dropped at exit unless ``keep``."""
     name = f"{PREFIX}_{suffix}"
     common.drop_database(name)
     with psycopg.connect(common.PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    _mine.append(name)
+    if not keep:
+        _mine.append(name)
     env = common.server_env(name)
     proc = subprocess.run(
         [common.PYTHON, "manage.py", "migrate", "--noinput", "-v0"],
@@ -77,16 +78,22 @@ def new_signing_key() -> str:
     )
 
 
+def _status_mb(key: str) -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set of this process image (VmHWM). Not ru_maxrss: on Linux that survives
+    execve, so a child started from a big parent would report the parent's peak."""
+    return _status_mb("VmHWM")
 
 
 def current_rss_mb() -> float:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return _status_mb("VmRSS")
 
 
 # --- bulk generation of a valid chain -------------------------------------------------------------
