@@ -68,11 +68,16 @@ def setup_django(database: str, *, signing_key: str | None = None) -> None:
 
 
 def new_signing_key() -> str:
+    """The benchmarks' signing key: fixed (derived from a constant), so a kept database's
+    checkpoints still verify when it is reused. Never a production key."""
+    import hashlib
+
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    seed = hashlib.sha256(b"custody-bench-audit-signing-key").digest()
     return (
-        Ed25519PrivateKey.generate()
+        Ed25519PrivateKey.from_private_bytes(seed)
         .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         .decode()
     )
