@@ -65,6 +65,11 @@ INSTALLED_APPS = [
     "lineage",
     "governance.core",
     "governance.accounts",
+    # Before the audit app: its ready() wraps every registered admin, including the namespace admin
+    # that governance.permissions re-registers with object-permission pages.
+    "governance.permissions",
+    "governance.registry",
+    "governance.promotions",
     "governance.audit",
 ]
 

@@ -12,6 +12,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("lineage.urls")),
+    path("api/v1/", include("governance.registry.urls")),
+    path("api/v1/", include("governance.promotions.urls")),
+    path("api/v1/audit/", include("governance.audit.urls")),
 ]
 
 handler400 = "governance.core.views.bad_request"

@@ -25,6 +25,8 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         token = ApiToken.authenticate(parts[1])
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked API token.")
+        # Permission checks (governance.permissions.access) read the token's limits from the user.
+        token.user._custody_token = token  # type: ignore[attr-defined]
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 TOKEN_PREFIX = "cust_"
@@ -44,6 +46,12 @@ class ApiToken(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    namespaces = models.ManyToManyField(
+        "lineage.Namespace",
+        blank=True,
+        related_name="+",
+        help_text="When set, the token reads and writes only these namespaces (e.g. a CI pipeline's token).",
+    )
 
     objects = ApiTokenQuerySet.as_manager()
 
@@ -55,13 +63,31 @@ class ApiToken(models.Model):
 
     @classmethod
     def issue(
-        cls, user: object, label: str = "", scope: str = "full", expires_at: object = None
+        cls,
+        user: object,
+        label: str = "",
+        scope: str = "full",
+        expires_at: object = None,
+        namespaces: Iterable[Any] = (),
     ) -> tuple[ApiToken, str]:
-        """Create a token; returns the row and the raw token, which is never stored."""
+        """Create a token; returns the row and the raw token, which is never stored. ``namespaces``
+        (Namespace rows) limits what the token can read and write."""
         raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        token = cls.objects.create(
-            user=user, label=label, prefix=raw[:12], key_hash=hash_token(raw), scope=scope, expires_at=expires_at
-        )
+        limits = list(namespaces)
+        with transaction.atomic():
+            token = cls.objects.create(
+                user=user, label=label, prefix=raw[:12], key_hash=hash_token(raw), scope=scope, expires_at=expires_at
+            )
+            if limits:
+                from governance.audit.services import record
+
+                token.namespaces.set(limits)
+                record(
+                    "token.limit",
+                    obj=token,
+                    after={"namespaces": sorted(str(ns) for ns in limits)},
+                    extra={"user_id": token.user_id},
+                )
         return token, raw
 
     @classmethod

@@ -1,4 +1,9 @@
-"""manage.py create_user NAME --role ROLE [--password-from-env VAR] [--email EMAIL]"""
+"""manage.py create_user NAME --role ROLE [--namespace NS ...] [--password-from-env VAR] [--email EMAIL]
+
+``--namespace`` grants per-namespace object permissions according to the roles: a data scientist
+(or admin) gets view and write, an approver view (``--namespace-level`` overrides). Compliance
+officers and auditors read every namespace anyway. Namespaces that do not exist yet are created.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from governance.accounts.models import ROLE_NAMES
+from governance.permissions.grants import LEVELS, ROLE_NAMESPACE_LEVEL, VIEW, ensure_namespace, grant_namespace
 
 
 class Command(BaseCommand):
@@ -22,6 +28,18 @@ class Command(BaseCommand):
         parser.add_argument("--email", default="")
         parser.add_argument(
             "--password-from-env", metavar="VAR", help="Read the password from this environment variable."
+        )
+        parser.add_argument(
+            "--namespace",
+            action="append",
+            default=[],
+            metavar="NS",
+            help="Grant permissions on this namespace (repeatable); created if it does not exist yet.",
+        )
+        parser.add_argument(
+            "--namespace-level",
+            choices=LEVELS,
+            help="view or write on the --namespace(s); by default write for data_scientist/admin, else view.",
         )
 
     @transaction.atomic
@@ -48,5 +66,15 @@ class Command(BaseCommand):
         elif created:
             user.set_unusable_password()
         user.save()
+        granted = []
+        for ns_name in options["namespace"]:
+            if not ns_name.strip() or "<" in ns_name or ">" in ns_name:
+                raise CommandError(f"Invalid namespace name {ns_name!r}.")
+            level = options["namespace_level"] or max(
+                (ROLE_NAMESPACE_LEVEL.get(role, VIEW) for role in roles), key=LEVELS.index
+            )
+            grant_namespace(user, ensure_namespace(ns_name), level)
+            granted.append(f"{level} on {ns_name}")
         verb = "Created" if created else "Updated"
-        self.stdout.write(f"{verb} user {name} with role(s) {', '.join(roles)}.")
+        suffix = f"; {', '.join(granted)}" if granted else ""
+        self.stdout.write(f"{verb} user {name} with role(s) {', '.join(roles)}{suffix}.")
