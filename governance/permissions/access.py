@@ -348,14 +348,15 @@ def write_policy(user: Any, auth: Any, event: Any) -> str | None:
             f"(manage.py create_user {user.get_username()} --role ... --namespace {refused[0]})"
         )
     new_written = [name for name in written if name not in existing]
-    if new_written:
-        if not claims_enabled():
-            return f"namespace {new_written[0]!r} does not exist; an admin must create it and grant write access"
-        claims = getattr(user, "_custody_claims", None) or {}
-        for name in new_written:
-            claims[name] = True  # view and write
-        for name in _read_namespaces(event):
-            if name not in existing:
+    if new_written and not claims_enabled():
+        return f"namespace {new_written[0]!r} does not exist; an admin must create it and grant write access"
+    if claims_enabled():
+        new_read = [name for name in _read_namespaces(event) if name not in existing]
+        if new_written or new_read:
+            claims = getattr(user, "_custody_claims", None) or {}
+            for name in new_written:
+                claims[name] = True  # view and write
+            for name in new_read:
                 claims.setdefault(name, False)  # view only
-        user._custody_claims = claims
+            user._custody_claims = claims
     return None
