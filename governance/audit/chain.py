@@ -79,7 +79,7 @@ class _DigestCache:
 
     __slots__ = ("_items", "_limit")
 
-    def __init__(self, limit: int = 200_000) -> None:
+    def __init__(self, limit: int = 32_768) -> None:
         self._items: dict[tuple[type, Any], str] = {}
         self._limit = limit
 
@@ -204,7 +204,7 @@ def make_row_hasher() -> Callable[[Sequence[Any]], str]:
         found = cache.get(value)
         if found is None:
             found = sha(enc(value).encode("utf-8")).hexdigest()
-            if len(cache) >= 200_000:
+            if len(cache) >= 32_768:
                 cache.clear()
             cache[value] = found
         return found

@@ -240,7 +240,7 @@ class _Digests:
             found = self._cache.get(key)
             if found is None:
                 found = _sha256(_encode(value).encode("utf-8")).hexdigest()
-                if len(self._cache) > 200_000:
+                if len(self._cache) > 32_768:
                     self._cache.clear()
                 self._cache[key] = found
             return found
