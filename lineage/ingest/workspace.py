@@ -247,10 +247,10 @@ class Workspace:
         run_pks = [run.pk for run in self.runs.values()]
         if not run_pks:
             return
-        for row in RunInput.objects.filter(run_id__in=run_pks):
-            self.run_inputs[(row.run_id, row.dataset_id)] = row
-        for row in RunOutput.objects.filter(run_id__in=run_pks):
-            self.run_outputs[(row.run_id, row.dataset_id)] = row
+        for read in RunInput.objects.filter(run_id__in=run_pks):
+            self.run_inputs[(read.run_id, read.dataset_id)] = read
+        for wrote in RunOutput.objects.filter(run_id__in=run_pks):
+            self.run_outputs[(wrote.run_id, wrote.dataset_id)] = wrote
 
     def _load_column_lineage(self, events: list[ParsedEvent]) -> None:
         targets = {self.datasets[m.key].pk for e in events for m in e.outputs if m.column_inputs}
@@ -330,7 +330,7 @@ class Workspace:
         return commit
 
     def run_io(self, run: Run) -> set[tuple[int, int]]:
-        io = {(d, JobDatasetEdge.Direction.IN) for (r, d) in self.run_inputs if r == run.pk}
+        io: set[tuple[int, int]] = {(d, JobDatasetEdge.Direction.IN) for (r, d) in self.run_inputs if r == run.pk}
         io |= {(d, JobDatasetEdge.Direction.OUT) for (r, d) in self.run_outputs if r == run.pk}
         return io
 
@@ -432,7 +432,7 @@ class Workspace:
             update_rows(model, rows, fields)
 
     def _refetch_commits(self) -> None:
-        missing = [c for c in self.new.get(CodeCommit, []) if c.pk is None]
+        missing: list[Any] = [c for c in self.new.get(CodeCommit, []) if c.pk is None]
         if not missing:
             return
         query = CodeCommit.objects.filter(repo_url__in={c.repo_url for c in missing}, sha__in={c.sha for c in missing})
@@ -457,14 +457,15 @@ def update_rows(model: type[models.Model], rows: list[Any], fields: list[str]) -
     """
     connection = connections[router.db_for_write(model)]
     meta = model._meta
-    columns = [meta.get_field(name) for name in fields]
+    columns: list[Any] = [meta.get_field(name) for name in fields]
     quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)  # type: ignore[union-attr]
-    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # type: ignore[union-attr]
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
+    pk_column: str = meta.pk.column  # type: ignore[union-attr,assignment]
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(pk_column)} = %s"
     params = []
     for row in rows:
         row._prepare_related_fields_for_save(operation_name="update", fields=columns)
-        values = [field.get_db_prep_save(getattr(row, field.attname), connection) for field in columns]  # type: ignore[union-attr]
+        values = [field.get_db_prep_save(getattr(row, field.attname), connection) for field in columns]
         params.append([*values, row.pk])
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
@@ -482,9 +483,9 @@ def _parent_run_id(run_facets: dict[str, Any]) -> str:
 def commit_key(job_facets: dict[str, Any], run_facets: dict[str, Any]) -> tuple[str, str] | None:
     """(repository, sha) of the code a run executed: the SDK's `custody_git` run facet, else the
     `sourceCodeLocation` job facet; None when neither names both."""
-    git = run_facets.get("custody_git") if isinstance(run_facets.get("custody_git"), dict) else {}
-    location = job_facets.get("sourceCodeLocation")
-    location = location if isinstance(location, dict) else {}
+    git_facet, location_facet = run_facets.get("custody_git"), job_facets.get("sourceCodeLocation")
+    git: dict[str, Any] = git_facet if isinstance(git_facet, dict) else {}
+    location: dict[str, Any] = location_facet if isinstance(location_facet, dict) else {}
     sha = _s(git.get("commit")) or _s(location.get("version"))
     repo = _s(git.get("repoUrl")) or _s(location.get("repoUrl")) or _s(location.get("url"))
     if not sha or not repo:
