@@ -15,7 +15,7 @@ from governance.permissions import access
 from governance.permissions.grants import ensure_namespace, grant_model, revoke_namespace
 from governance.registry.models import RegisteredModel
 from lineage.models import Namespace
-from tests.governance_support import client_for, dataset, grant, new_run_id, post, run_event
+from tests.governance_support import client_for, dataset, grant, model_output, new_run_id, post, run_event
 
 pytestmark = pytest.mark.django_db
 
@@ -49,11 +49,11 @@ def test_create_token_limited_to_a_namespace(capsys, make_user):
     assert post(client, "/api/v1/lineage", run_event("fraud", "job", new_run_id())).status_code == 201
     refused = post(client, "/api/v1/lineage", run_event("risk", "job", new_run_id()))
     assert refused.status_code == 403 and "limited to namespace(s) fraud" in refused.json()["detail"]
-    outputs = [dataset("risk", "scores")]
-    refused = post(client, "/api/v1/lineage", run_event("fraud", "job", new_run_id(), outputs=outputs))
-    assert refused.status_code == 403  # writes a dataset elsewhere
-    reads_elsewhere = run_event("fraud", "job", new_run_id(), inputs=[dataset("risk", "scores")])
-    assert post(client, "/api/v1/lineage", reads_elsewhere).status_code == 201  # reading is no write
+    model = [model_output("risk", "scorer", "1")]
+    refused = post(client, "/api/v1/lineage", run_event("fraud", "job", new_run_id(), outputs=model))
+    assert refused.status_code == 403  # registers a model version elsewhere
+    elsewhere = run_event("fraud", "job", new_run_id(), inputs=[dataset("risk", "a")], outputs=[dataset("s3://b", "c")])
+    assert post(client, "/api/v1/lineage", elsewhere).status_code == 201  # data sources are no namespace write
     assert client.get("/api/v1/models/").status_code == 403  # still ingest-only
 
 
@@ -86,7 +86,7 @@ def test_new_namespaces_are_claimed_by_their_creator(api, make_user, settings):
     assert post(client, "/api/v1/lineage", event).status_code == 201
     sam = get_user_model().objects.get(pk=sam.pk)
     assert set(get_perms(sam, Namespace.objects.get(name="sam-team"))) == {"view_namespace", "write_namespace"}
-    assert set(get_perms(sam, Namespace.objects.get(name="lake"))) == {"view_namespace"}
+    assert get_perms(sam, Namespace.objects.get(name="lake")) == []  # a data source: never claimed
     # someone else cannot take it over, nor write into the lake sam merely read
     other = make_user("olaf", roles=("data_scientist",))
     assert post(client_for(other), "/api/v1/lineage", run_event("sam-team", "x", new_run_id())).status_code == 403

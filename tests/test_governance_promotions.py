@@ -29,6 +29,7 @@ def team(make_user):
     """A data scientist who trains in 'fraud', three approvers, an admin client."""
     sam = make_user("sam", roles=("data_scientist",), email="sam@example.com")
     grant(sam, "fraud", "write")
+    grant(sam, "warehouse", "view")  # where the training data lives (a data source: never claimed)
     approvers = [make_user(f"appr{i}", roles=("approver",), is_staff=True) for i in range(3)]
     return {"sam": sam, "approvers": approvers}
 

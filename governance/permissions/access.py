@@ -27,9 +27,15 @@ An API token may be limited to namespaces (``create_token --namespace``): its be
 writes only there, whatever the user's own rights. An ingest-only token that is not limited posts
 to any namespace, as before (it is an admin-issued pipeline credential and can read nothing).
 
+Writing means: the event's own namespace (the job's; the dataset's for a DatasetEvent) and the
+namespace of any output registering a model version. Datasets read or written elsewhere are data
+sources (``s3://bucket``, ``file``...) shared by teams: referencing them needs no write grant,
+seeing them needs a view grant (or a role that reads everything).
+
 Self-service namespaces (``CUSTODY_CLAIM_NEW_NAMESPACES``, default on): a namespace that does not
-exist yet may be created by anyone allowed to ingest, who is then granted view and write on it
-(view only for a namespace that the events merely read from). Existing namespaces need a grant.
+exist yet may be created by an ingestion, whose submitter is then granted view and write on it
+(only namespaces the event writes to; data-source namespaces are never claimed, they may be
+shared). Existing namespaces need a grant.
 
 Everything here caches per user object, i.e. per request; :func:`forget` drops the caches.
 """
@@ -288,21 +294,20 @@ def visibility_policy(user: Any) -> frozenset[int] | None:
 
 
 def _written_namespaces(event: Any) -> list[str]:
+    """The namespaces an event writes to: the job's (the dataset's, for a DatasetEvent), and the
+    namespace of every output that registers a model version (a ``custody_model`` facet).
+
+    Other datasets the event reads or writes are not checked: their OpenLineage namespaces name
+    data sources (``s3://bucket``, ``postgres://host:5432``, ``file``) shared by many teams, not
+    a team's namespace; who may *see* them is still governed by grants."""
     names: list[str] = []
     if event.kind == "DatasetEvent":
         if event.dataset is not None:
             names.append(event.dataset.namespace)
     elif event.job_namespace:
         names.append(event.job_namespace)
-    names += [mention.namespace for mention in event.outputs]
+    names += [mention.namespace for mention in event.outputs if "custody_model" in (mention.facets or {})]
     return sorted(set(names))
-
-
-def _read_namespaces(event: Any) -> list[str]:
-    names = {mention.namespace for mention in event.inputs}
-    for mention in event.mentions:
-        names |= {ns for ns, _ in mention.referenced}
-    return sorted(names)
 
 
 def _existing(user: Any, names: Iterable[str]) -> dict[str, int]:
@@ -339,7 +344,7 @@ def write_policy(user: Any, auth: Any, event: Any) -> str | None:
         return None
     if token is not None and token.scope == ApiToken.Scope.INGEST and limit is None:
         return None  # an unrestricted ingest-only token: a pipeline credential issued by an admin
-    existing = _existing(user, [*written, *_read_namespaces(event)])
+    existing = _existing(user, written)
     writable = namespace_perms(user)[WRITE_NAMESPACE]
     refused = [name for name in written if name in existing and existing[name] not in writable]
     if refused:
@@ -350,13 +355,9 @@ def write_policy(user: Any, auth: Any, event: Any) -> str | None:
     new_written = [name for name in written if name not in existing]
     if new_written and not claims_enabled():
         return f"namespace {new_written[0]!r} does not exist; an admin must create it and grant write access"
-    if claims_enabled():
-        new_read = [name for name in _read_namespaces(event) if name not in existing]
-        if new_written or new_read:
-            claims = getattr(user, "_custody_claims", None) or {}
-            for name in new_written:
-                claims[name] = True  # view and write
-            for name in new_read:
-                claims.setdefault(name, False)  # view only
-            user._custody_claims = claims
+    if new_written:
+        claims = getattr(user, "_custody_claims", None) or {}
+        for name in new_written:
+            claims[name] = True  # view and write
+        user._custody_claims = claims
     return None
