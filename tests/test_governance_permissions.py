@@ -122,3 +122,25 @@ def test_roles_reading_everything(make_user):
     for role in ("admin", "compliance_officer", "auditor", "approver"):
         assert access.visible_namespace_ids(make_user(f"u-{role}", roles=(role,))) is None, role
     assert access.visible_namespace_ids(make_user("ds", roles=("data_scientist",))) == frozenset()
+
+
+def test_grant_command_for_groups_and_models(make_user, capsys):
+    sam = make_user("sam", roles=("data_scientist",))
+    call_command("grant", "--group", "data_scientist", "--namespace", "file")
+    assert "Granted view on namespace file to data_scientist" in capsys.readouterr().out
+    sam = get_user_model().objects.get(pk=sam.pk)
+    assert Namespace.objects.get(name="file").pk in access.visible_namespace_ids(sam)
+    call_command("grant", "--group", "data_scientist", "--namespace", "file", "--revoke")
+    sam = get_user_model().objects.get(pk=sam.pk)
+    assert access.visible_namespace_ids(sam) == frozenset()
+    ensure_namespace("fraud")
+    RegisteredModel.objects.create(
+        namespace=Namespace.objects.get(name="fraud"), name="m", created_at=sam.date_joined, updated_at=sam.date_joined
+    )
+    call_command("grant", "--user", "sam", "--model", "fraud:m", "--level", "write")
+    model = RegisteredModel.objects.get(name="m")
+    assert access.writes_model(get_user_model().objects.get(pk=sam.pk), model)
+    with pytest.raises(CommandError):
+        call_command("grant", "--user", "nobody", "--namespace", "x")
+    with pytest.raises(CommandError):
+        call_command("grant", "--user", "sam", "--model", "nope")
