@@ -129,6 +129,11 @@ def ensure_template() -> None:
     _manage(TEMPLATE_DB, "migrate", "--noinput", "-v0")
 
 
+def migrate(database: str) -> None:
+    """Apply migrations added since the database was made (a kept graph outlives schema changes)."""
+    _manage(database, "migrate", "--noinput", "-v0")
+
+
 def fresh_database(suffix: str, keep: bool = False) -> str:
     """A new, migrated, empty database ``custody_bench_<suffix>`` (dropped at exit unless keep)."""
     name = f"{DB_PREFIX}_{suffix}"

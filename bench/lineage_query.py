@@ -30,6 +30,7 @@ import psycopg
 from bench import common, graphgen
 
 TARGET_P95_MS = {10: 25.0, 20: 60.0}
+FLOOR = "floor: GET /healthz (one SELECT 1)"
 NODE_LIMIT = 5000
 
 BASELINE_SQL = """
@@ -113,6 +114,13 @@ class Client:
         body = response.read()
         return (time.perf_counter() - t0) * 1000, response.status, body
 
+    def healthz(self) -> tuple[float, int]:
+        t0 = time.perf_counter()
+        self.conn.request("GET", "/healthz")
+        response = self.conn.getresponse()
+        response.read()
+        return (time.perf_counter() - t0) * 1000, response.status
+
     def close(self) -> None:
         self.conn.close()
 
@@ -149,6 +157,7 @@ def _baseline(
 
 def measure_graph(meta: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     database = meta["database"]
+    common.migrate(database)
     token = common.create_token(database, f"bench{int(time.time() * 1000) % 10**8}")
     nodes: list[str] = meta["sample_nodes"][: args.per_round]
     as_of = "2025-01-10T00:00:00Z"  # after every pipeline edge opened, before any input change closed one
@@ -188,7 +197,16 @@ def measure_graph(meta: dict[str, Any], args: argparse.Namespace) -> dict[str, A
                 )
             )
         series = {label: Series(label) for label, *_ in plan}
+        floor = series[FLOOR] = Series(FLOOR)
         for round_no in range(args.rounds):
+            # The per-request floor of this server on this machine right now: Django, one SELECT 1.
+            round_floor = []
+            for _ in range(args.per_round):
+                ms, status = client.healthz()
+                if status == 200:
+                    floor.http_ms.append(ms)
+                    round_floor.append(ms)
+            floor.round_p95_http.append(common.percentile(round_floor, 95))
             for label, depth, when, targets in plan:
                 s = series[label]
                 round_http: list[float] = []

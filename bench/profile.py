@@ -135,8 +135,14 @@ def profile_ingest(args: argparse.Namespace) -> None:
 def profile_query(args: argparse.Namespace) -> None:
     from bench import graphgen
 
-    _setup(f"{common.DB_PREFIX}_graph_{graphgen._size_label(args.edges)}")  # settings before Django loads
-    meta = graphgen.build(args.edges)
+    name = f"{common.DB_PREFIX}_graph_{graphgen._size_label(args.edges)}"
+    _setup(name)  # settings before Django loads
+    meta_path = common.RESULTS_DIR / f"graph-{name}.json"
+    if args.reuse_graph and meta_path.exists() and common.database_exists(name):
+        meta = json.loads(meta_path.read_text())
+        common.migrate(name)
+    else:
+        meta = graphgen.build(args.edges)
     database = meta["database"]
     token = common.create_token(database)
     from django.test import Client
@@ -204,14 +210,27 @@ def profile_rss(args: argparse.Namespace) -> None:
 
         return wrapper
 
-    ingest_views.read_limited = staged("read body (read_limited)", ingest_views.read_limited)
-    ingest_views.decode_json = staged("json.loads (decode_json)", ingest_views.decode_json)
-    ingest_views.ingest = staged("ingest() total", ingest_views.ingest)
-    service.prepare = staged("  prepare: parse + canonical JSON + digest", service.prepare)
-    service._raw_event = staged("  INSERT raw event (_raw_event)", service._raw_event)
-    project.Projector.apply = staged("  project onto the graph (Projector.apply)", project.Projector.apply)
-    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
-    warm = client.post("/api/v1/lineage", data=json.dumps(big_event(4096, args.kind)), content_type="application/json")
+    # (owner, attribute, label): wrapped when present, so the profile follows the code as it changes
+    points: list[tuple[Any, str, str]] = [
+        (ingest_views, "read_limited", "read body (read_limited)"),
+        (ingest_views, "decode_json", "json.loads (decode_json)"),
+        (ingest_views, "ingest", "ingest() total"),
+        (service, "prepare", "  prepare: parse + canonical JSON + digest"),
+        (service, "_store_raw", "  store raw events (_store_raw)"),
+        (service, "project", "  project() total"),
+        (getattr(project, "Workspace", None), "load", "    workspace load"),
+        (project.Projector, "apply", "    apply events in memory (Projector.apply)"),
+        (getattr(project, "Workspace", None), "flush", "    workspace flush (bulk writes)"),
+        (project.Projector, "finish", "    finish (versions, schema changes)"),
+    ]
+    for owner, attribute, label in points:
+        if owner is not None and hasattr(owner, attribute):
+            setattr(owner, attribute, staged(label, getattr(owner, attribute)))
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}", raise_request_exception=False)
+    from bench.events import EventFactory
+
+    small = EventFactory(0, seed=5).pair()[0]
+    warm = client.post("/api/v1/lineage", data=json.dumps(small), content_type="application/json")
     assert warm.status_code == 201, warm.content[:300]
     stages.clear()
     body = json.dumps(big_event(int(args.mb * 2**20), args.kind)).encode()
@@ -242,6 +261,7 @@ def main() -> None:
     parser.add_argument("--edges", type=int, default=10_000)
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--reuse-graph", action="store_true", help="query: use a graph kept by lineage_query")
     parser.add_argument("--kind", default="custom", choices=["schema", "custom"], help="rss: big event variant")
     parser.add_argument("--mb", type=float, default=32.0, help="rss: event size")
     args = parser.parse_args()

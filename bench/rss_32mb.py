@@ -40,7 +40,7 @@ def _pad_to(event: dict[str, Any], target: int, make: Any, holder: list[Any]) ->
     n = max(1, (target - base) // one)
     holder.extend(make(i) for i in range(n))
     size = len(json.dumps(event))
-    while size > target:  # trim to the target (items differ a little in length)
+    while size > target and holder:  # trim to the target (items differ a little in length)
         size -= len(json.dumps(holder.pop())) + 2
     while size + one <= target:  # top up
         holder.append(make(len(holder)))
