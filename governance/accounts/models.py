@@ -92,7 +92,15 @@ class ApiToken(models.Model):
 
     @classmethod
     def authenticate(cls, raw: str) -> ApiToken | None:
-        token = cls.objects.live().select_related("user").filter(key_hash=hash_token(raw)).first()
+        # ``limited`` (does the token carry namespace limits?) saves permission checks a query.
+        limits = cls.namespaces.through.objects.filter(apitoken_id=models.OuterRef("pk"))
+        token = (
+            cls.objects.live()
+            .select_related("user")
+            .annotate(limited=models.Exists(limits))
+            .filter(key_hash=hash_token(raw))
+            .first()
+        )
         if token is None or not token.user.is_active:
             return None
         now = timezone.now()

@@ -131,7 +131,7 @@ def token_of(user: Any) -> ApiToken | None:
 
 def token_namespace_ids(token: ApiToken | None) -> frozenset[int] | None:
     """The namespaces a token is limited to, or None when it is not limited."""
-    if token is None or token.pk is None:
+    if token is None or token.pk is None or getattr(token, "limited", None) is False:
         return None
     cached = getattr(token, "_custody_ns_ids", None)
     if cached is None:

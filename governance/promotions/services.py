@@ -62,6 +62,8 @@ REQUEST_FIELDS = (
     "approved_at",
     "expires_at",
 )
+#: What a state transition changes (the evidence is left alone: it is large and changes only on refresh).
+TRANSITION_FIELDS = ("state", "state_reason", "decided_at", "approved_at", "expires_at")
 #: Clock skew tolerated on a reported ``deployed_at``.
 FUTURE_SKEW = timedelta(minutes=5)
 
@@ -256,7 +258,7 @@ def _apply_expiry(req: PromotionRequest, now: datetime) -> bool:
 
 
 def _lock(request_id: int) -> PromotionRequest:
-    qs = PromotionRequest.objects.select_related("policy", "model_version__model__namespace")
+    qs = PromotionRequest.objects.select_related("policy", "model_version__model__namespace").defer("evidence")
     # Lock only the request row (not the joined policy and model rows) where the backend can say so.
     of = ("self",) if connection.features.has_select_for_update_of else ()
     qs = qs.select_for_update(of=of)
@@ -468,59 +470,63 @@ def approve(
     failing = checks_module.failing(results)
     now = now or clock.now()
     _expire_if_due(req, now)
-    with transaction.atomic():
-        req = _lock(req.pk)
-        if req.effective_state(now) == State.EXPIRED:
-            raise _expired(req)
-        if req.state != State.PENDING:
-            raise ApiError(409, f"Promotion request #{req.pk} is {req.state}, not pending.")
-        if evidence_digest not in (None, "") and evidence_digest != req.evidence_digest:
-            raise ApiError(
-                409, "The evidence changed since you reviewed it: the request's evidence digest is now different."
-            )
-        if failing:
-            raise ApiError(409, "Required checks fail: " + "; ".join(f"{f['name']}: {f['detail']}" for f in failing))
-        if Decision.objects.filter(request=req, user_id=user.pk, stale=False).exists():
-            raise ApiError(409, f"You already decided on promotion request #{req.pk}.")
-        before = _state(req)
-        try:
-            with transaction.atomic():
-                Decision.objects.create(
-                    request=req,
-                    user=user,
-                    user_name=_name(user),
-                    kind=Decision.Kind.APPROVE,
-                    role=role,
-                    reason=reason,
-                    evidence_digest=req.evidence_digest,
-                    policy_version=req.policy.version,
-                    created_at=now,
+    try:
+        with transaction.atomic():
+            req = _lock(req.pk)
+            if req.effective_state(now) == State.EXPIRED:
+                raise _expired(req)
+            if req.state != State.PENDING:
+                raise ApiError(409, f"Promotion request #{req.pk} is {req.state}, not pending.")
+            if evidence_digest not in (None, "") and evidence_digest != req.evidence_digest:
+                raise ApiError(
+                    409, "The evidence changed since you reviewed it: the request's evidence digest is now different."
                 )
-        except IntegrityError:
-            raise ApiError(409, f"You already decided on promotion request #{req.pk}.")
-        count = Decision.objects.filter(request=req, kind=Decision.Kind.APPROVE, stale=False).count()
-        req.approvals_count = count
-        req.checks = results
-        req.updated_at = now
-        reached = count >= req.policy.approvals_required
-        if reached:
-            _approve_now(req, req.policy, now)
-            req.state_reason = f"{count} of {req.policy.approvals_required} approvals"
-        req.save()
-        record(
-            "promotion.approve",
-            obj=req,
-            before=before,
-            after=_state(req),
-            extra={
-                "role": role,
-                "reason": reason,
-                "approvals": count,
-                "required": req.policy.approvals_required,
-                "approved": reached,
-                "evidence_digest": req.evidence_digest,
-            },
-        )
+            if failing:
+                raise ApiError(
+                    409, "Required checks fail: " + "; ".join(f"{f['name']}: {f['detail']}" for f in failing)
+                )
+            if Decision.objects.filter(request=req, user_id=user.pk, stale=False).exists():
+                raise ApiError(409, f"You already decided on promotion request #{req.pk}.")
+            before = _state(req)
+            # Under the row lock no other decision on this request can interleave, so no savepoint is
+            # needed around the insert (the partial unique index stays as a backstop).
+            Decision.objects.create(
+                request=req,
+                user=user,
+                user_name=_name(user),
+                kind=Decision.Kind.APPROVE,
+                role=role,
+                reason=reason,
+                evidence_digest=req.evidence_digest,
+                policy_version=req.policy.version,
+                created_at=now,
+            )
+            # The count is kept under the same lock as every decision and staleness change.
+            count = req.approvals_count + 1
+            req.approvals_count = count
+            req.checks = results
+            req.updated_at = now
+            reached = count >= req.policy.approvals_required
+            if reached:
+                _approve_now(req, req.policy, now)
+                req.state_reason = f"{count} of {req.policy.approvals_required} approvals"
+            req.save(update_fields=["approvals_count", "checks", "updated_at", *TRANSITION_FIELDS])
+            record(
+                "promotion.approve",
+                obj=req,
+                before=before,
+                after=_state(req),
+                extra={
+                    "role": role,
+                    "reason": reason,
+                    "approvals": count,
+                    "required": req.policy.approvals_required,
+                    "approved": reached,
+                    "evidence_digest": req.evidence_digest,
+                },
+            )
+    except IntegrityError:  # the unique index caught a double decision (cannot happen under the lock)
+        raise ApiError(409, "You already decided on this promotion request.")
     return req
 
 
