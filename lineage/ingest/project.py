@@ -13,6 +13,7 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
+from django.db import connection
 from django.db.models import Q
 
 from lineage.ingest.errors import InvalidEvent
@@ -119,10 +120,16 @@ class Projector:
         for job_pk in sorted(self.ws.rebuild_jobs):
             rebuild_job_edges(Job.objects.get(pk=job_pk))
         datasets = {dataset.pk: dataset for dataset in self.ws.datasets.values()}
+        touched = {pk: list(versions.values()) for pk, versions in sorted(self.ws.touched_versions.items())}
+        windows = schema_windows(
+            {
+                pk: sum(1 for v in versions if v.schema_digest) + 1
+                for pk, versions in touched.items()
+                if any(v.schema_digest for v in versions)
+            }
+        )
         repointed = [
-            datasets[pk]
-            for pk, touched in sorted(self.ws.touched_versions.items())
-            if self._refresh_versions(datasets[pk], list(touched.values()))
+            datasets[pk] for pk, versions in touched.items() if self._refresh_versions(datasets[pk], versions, windows)
         ]
         if repointed:
             Dataset.objects.bulk_update(repointed, ["current_version"])
@@ -206,7 +213,9 @@ class Projector:
             self.ws.touched_versions[dataset.pk][id(version)] = version
         return version
 
-    def _refresh_versions(self, dataset: Dataset, touched: list[DatasetVersion]) -> bool:
+    def _refresh_versions(
+        self, dataset: Dataset, touched: list[DatasetVersion], windows: dict[int, list[DatasetVersion]]
+    ) -> bool:
         """Point the dataset at its newest version and redo the schema changes the touched versions
         affect; True when ``current_version`` changed (the caller saves it)."""
         current = self.ws.versions_by_pk.get(dataset.current_version_id or -1)
@@ -222,7 +231,7 @@ class Projector:
         if moved:
             rebuild_schema_changes(dataset)
         elif with_schema:
-            refresh_schema_tail(dataset, with_schema)
+            refresh_schema_tail(dataset, with_schema, windows.get(dataset.pk))
         return changed
 
     # --- run events --------------------------------------------------------------------------------
@@ -511,7 +520,37 @@ def _order(version: DatasetVersion) -> tuple[datetime, Any]:
     return (version.created_at, version.uuid)
 
 
-def refresh_schema_tail(dataset: Dataset, touched: list[DatasetVersion]) -> None:
+def schema_windows(wanted: dict[int, int]) -> dict[int, list[DatasetVersion]]:
+    """For each dataset id, its newest ``k`` versions that carry a schema (newest first).
+
+    One LATERAL query on PostgreSQL; one query per dataset elsewhere."""
+    if not wanted:
+        return {}
+    windows: dict[int, list[DatasetVersion]] = {pk: [] for pk in wanted}
+    if connection.vendor == "postgresql":
+        table = DatasetVersion._meta.db_table
+        rows = DatasetVersion.objects.raw(
+            f"""SELECT v.* FROM unnest(%s::bigint[], %s::int[]) AS t(dataset_id, k)
+                CROSS JOIN LATERAL (
+                    SELECT * FROM {table} d WHERE d.dataset_id = t.dataset_id AND d.schema_digest <> ''
+                    ORDER BY d.created_at DESC, d.uuid DESC LIMIT t.k
+                ) v""",
+            [list(wanted), list(wanted.values())],
+        )
+        for version in rows:
+            windows[version.dataset_id].append(version)
+        for versions in windows.values():
+            versions.sort(key=_order, reverse=True)
+        return windows
+    for pk, k in wanted.items():
+        query = DatasetVersion.objects.filter(dataset_id=pk).exclude(schema_digest="")
+        windows[pk] = list(query.order_by("-created_at", "-uuid")[:k])
+    return windows
+
+
+def refresh_schema_tail(
+    dataset: Dataset, touched: list[DatasetVersion], window: list[DatasetVersion] | None = None
+) -> None:
     """Redo the schema changes into the touched versions when they are the newest of the dataset
     (the usual case: new versions at the end); otherwise rebuild the dataset's whole chain.
 
@@ -520,7 +559,8 @@ def refresh_schema_tail(dataset: Dataset, touched: list[DatasetVersion]) -> None
     """
     touched = sorted(touched, key=_order)
     touched_pks = {v.pk for v in touched}
-    window = list(dataset.versions.exclude(schema_digest="").order_by("-created_at", "-uuid")[: len(touched) + 1])
+    if window is None:
+        window = schema_windows({dataset.pk: len(touched) + 1})[dataset.pk]
     head = window[: len(touched)]
     if {v.pk for v in head} != touched_pks:
         rebuild_schema_changes(dataset)

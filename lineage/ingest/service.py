@@ -24,6 +24,7 @@ from lineage.ingest.event import ParsedEvent, parse_event
 from lineage.ingest.project import project
 from lineage.ingest.workspace import RunJobConflict
 from lineage.models import RawEvent, Run
+from lineage.models.fields import JSONText
 from lineage.signals import events_ingested
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class _Prepared:
     event: ParsedEvent
     digest: str
     size: int
+    text: JSONText  # the canonical JSON the digest was computed over: stored as the payload
 
 
 def decode_json(body: bytes | bytearray) -> Any:
@@ -82,7 +84,9 @@ def prepare(index: int, value: Any, size: int | None = None) -> _Prepared:
             raise InvalidEvent("contains a NUL character or an unpaired surrogate, which cannot be stored", field=where)
     digest = hashlib.sha256(encoded).hexdigest()
     del encoded
-    return _Prepared(index=index, event=event, digest=digest, size=size if size is not None else len(text))
+    return _Prepared(
+        index=index, event=event, digest=digest, size=size if size is not None else len(text), text=JSONText(text)
+    )
 
 
 def ingest(values: list[Any], user: Any = None, sizes: list[int] | None = None, auth: Any = None) -> list[Outcome]:
@@ -185,7 +189,7 @@ def _store_raw(items: list[_Prepared], user: Any) -> tuple[list[tuple[_Prepared,
     try:
         with transaction.atomic():
             RawEvent.objects.bulk_create([raw for _, raw in rows])
-        return rows, []
+        return _with_payloads(rows), []
     except IntegrityError:
         pass
     stored, duplicates = [], []
@@ -197,7 +201,14 @@ def _store_raw(items: list[_Prepared], user: Any) -> tuple[list[tuple[_Prepared,
             stored.append((item, raw))
         except IntegrityError:
             duplicates.append(item)
-    return stored, duplicates
+    return _with_payloads(stored), duplicates
+
+
+def _with_payloads(rows: list[tuple[_Prepared, RawEvent]]) -> list[tuple[_Prepared, RawEvent]]:
+    """Stored from the canonical text; receivers of the signal get the decoded event back."""
+    for item, raw in rows:
+        raw.payload = item.event.payload
+    return rows
 
 
 def _raw_event(item: _Prepared, user: Any, now: Any) -> RawEvent:
@@ -214,6 +225,6 @@ def _raw_event(item: _Prepared, user: Any, now: Any) -> RawEvent:
         producer=event.producer,
         schema_url=event.schema_url,
         size_bytes=item.size,
-        payload=event.payload,
+        payload=item.text,
         submitted_by=user if getattr(user, "pk", None) else None,
     )

@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from lineage.models.fields import StoredJSONField
+
 
 class RawEvent(models.Model):
     """An accepted OpenLineage event, stored verbatim before anything is derived from it.
@@ -28,7 +30,7 @@ class RawEvent(models.Model):
     producer = models.TextField(blank=True, default="")
     schema_url = models.TextField(blank=True, default="")
     size_bytes = models.PositiveIntegerField()
-    payload = models.JSONField()
+    payload = StoredJSONField()
     submitted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
