@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "governance.registry",
     "governance.promotions",
     "governance.audit",
+    "governance.compliance",
 ]
 
 MIDDLEWARE = [
@@ -211,6 +212,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "governance.audit.tasks.checkpoint",
         "schedule": float(env_int("CUSTODY_AUDIT_CHECKPOINT_SECONDS", 300)),
     },
+    # Compliance (governance/compliance/tasks.py): audit rules hourly, retention daily, and re-sending
+    # tasks a dead worker left unfinished on a broker that cannot redeliver (the filesystem one).
+    "compliance-run-audits": {"task": "governance.compliance.tasks.run_audits", "schedule": 3600.0},
+    "compliance-retention": {"task": "governance.compliance.tasks.retention", "schedule": 86400.0},
+    "compliance-requeue-stalled": {"task": "governance.compliance.tasks.requeue_stalled", "schedule": 600.0},
 }
 
 # --- Security (production) ------------------------------------------------------------------------

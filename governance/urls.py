@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/v1/", include("governance.registry.urls")),
     path("api/v1/", include("governance.promotions.urls")),
     path("api/v1/audit/", include("governance.audit.urls")),
+    path("api/v1/", include("governance.compliance.urls")),
 ]
 
 handler400 = "governance.core.views.bad_request"
