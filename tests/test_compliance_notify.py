@@ -32,7 +32,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
     received: list[dict[str, Any]] = []
     fail_next = 0
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         ts = self.headers["X-Custody-Timestamp"]
         expected = "v1=" + hmac.new(SECRET.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()

@@ -93,7 +93,7 @@ def payload(finding: Finding) -> dict[str, Any]:
 def deliver_one(notification_id: int) -> str:
     with transaction.atomic():
         note = (
-            Notification.objects.select_for_update()
+            Notification.objects.select_for_update(of=("self",))
             .select_related("endpoint", "finding__namespace")
             .get(pk=notification_id)
         )
