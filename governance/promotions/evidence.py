@@ -169,6 +169,7 @@ def run_author_ids(version: ModelVersion) -> set[int]:
         return set()
     return set(
         RawEvent.objects.filter(run_id=run.run_id, submitted_by__isnull=False)
+        .order_by()
         .values_list("submitted_by_id", flat=True)
         .distinct()
     )

@@ -275,7 +275,9 @@ def get_request(user: Any, request_id: Any) -> PromotionRequest:
     except (TypeError, ValueError):
         raise ApiError(404, f"No promotion request {request_id!r}.")
     req = (
-        PromotionRequest.objects.select_related("policy", "model_version__model__namespace", "model_version__run")
+        PromotionRequest.objects.select_related(
+            "policy", "model_version__model__namespace", "model_version__run__code_commit"
+        )
         .filter(pk=pk)
         .first()
     )
