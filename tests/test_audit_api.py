@@ -21,7 +21,6 @@ from governance.audit import signing, tasks
 from governance.audit.models import AuditCheckpoint, AuditEntry
 from governance.audit.services import record
 from tests.test_audit_helpers import (
-    AUDIT_URLS,
     client_for,
     export_lines,
     head,
@@ -33,7 +32,7 @@ from tests.test_audit_helpers import (
     signing_key,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls(AUDIT_URLS)]
+pytestmark = [pytest.mark.django_db]
 
 
 def some_entries(n: int = 5, **kw: Any) -> list[AuditEntry]:

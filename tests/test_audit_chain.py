@@ -17,7 +17,6 @@ from governance.audit.services import record, redact, redact_many, snapshot
 from governance.audit.signing import create_checkpoint
 from governance.audit.verify import verify_chain
 from tests.test_audit_helpers import (
-    AUDIT_URLS,
     client_for,
     export_lines,
     head,
@@ -31,7 +30,7 @@ from tests.test_audit_helpers import (
     triggers_bypassed,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls(AUDIT_URLS)]
+pytestmark = [pytest.mark.django_db]
 
 
 def make_chain(n: int = 6) -> list[AuditEntry]:

@@ -13,9 +13,8 @@ from governance.audit.models import AuditEntry
 from governance.audit.services import record
 from governance.audit.verify import verify_chain
 from lineage.ingest.service import ingest
-from tests.test_audit_helpers import AUDIT_URLS
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.urls(AUDIT_URLS)]
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 WRITERS = 8
 PER_WRITER = 40

@@ -21,9 +21,9 @@ from governance.audit.models import AuditEntry
 from governance.audit.verify import verify_chain
 from lineage.ingest.service import ingest
 from lineage.models import Namespace, RawEvent
-from tests.test_audit_helpers import AUDIT_URLS, actions_after, entries_after, head
+from tests.test_audit_helpers import actions_after, entries_after, head
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls(AUDIT_URLS)]
+pytestmark = [pytest.mark.django_db]
 
 
 def run_event(job: str = "train", event_type: str = "START") -> dict[str, Any]:

@@ -1,7 +1,4 @@
-"""Shared fixtures and helpers of the audit-trail tests (imported by tests/test_audit_*.py).
-
-The audit routes are mounted through ``governance.audit.urls_root`` until the project's URLconf
-includes them (see that module)."""
+"""Shared fixtures and helpers of the audit-trail tests (imported by tests/test_audit_*.py)."""
 
 from __future__ import annotations
 
@@ -28,8 +25,6 @@ try:  # the SDK is installed in development (make install-dev); fall back to the
 except ImportError:  # pragma: no cover - depends on the environment
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sdk"))
     from custody import verify as offline  # noqa: F401
-
-AUDIT_URLS = "governance.audit.urls_root"
 
 
 def new_key_pem() -> str:

@@ -63,7 +63,6 @@ def setup_django(database: str, *, signing_key: str | None = None) -> None:
     from django.conf import settings
 
     django.setup()
-    settings.ROOT_URLCONF = "governance.audit.urls_root"
     settings.ALLOWED_HOSTS = ["*"]
 
 
