@@ -79,14 +79,14 @@ class FindingDetail(APIView):
     def get(self, request: Request, pk: int) -> Response:
         finding = visible_findings(request.user).filter(pk=pk).first()
         if finding is None:
-            return Response({"error": "not_found"}, status=404)
+            return Response({"error": "not_found", "detail": "no such object"}, status=404)
         return Response(FindingSerializer(finding).data)
 
     def post(self, request: Request, pk: int) -> Response:
         """Body: {"status": "accepted"|"resolved"|"open", "reason": "...", "until": ISO date-time}."""
         finding = visible_findings(request.user).filter(pk=pk).first()
         if finding is None:
-            return Response({"error": "not_found"}, status=404)
+            return Response({"error": "not_found", "detail": "no such object"}, status=404)
         if not is_officer(request.user):
             return Response({"error": "forbidden", "detail": "compliance_officer or admin only"}, status=403)
         data: Any = request.data
@@ -149,7 +149,7 @@ class LegalHoldRelease(APIView):
         with transaction.atomic():
             hold = LegalHold.objects.select_for_update().filter(pk=pk).first()
             if hold is None:
-                return Response({"error": "not_found"}, status=404)
+                return Response({"error": "not_found", "detail": "no such object"}, status=404)
             before = snapshot(hold)
             hold.active, hold.released_at = False, timezone.now()
             hold.save()
