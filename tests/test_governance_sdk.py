@@ -35,6 +35,10 @@ class FakeClient:
 def test_sdk_request_gate_and_deployment(live_server, make_user):
     from governance.accounts.models import ApiToken
 
+    from governance.promotions.services import create_policy
+
+    # (transactional tests flush the database, data migrations included: make the policy here)
+    create_policy(make_user("root", roles=("admin",)), environment="production", required_checks=[])
     sam = make_user("sam", roles=("data_scientist",))
     grant(sam, "fraud", "write")
     train(client_for(sam))

@@ -39,7 +39,7 @@ from rest_framework.response import Response
 from governance.core.errors import ApiError
 from governance.permissions import access
 from governance.promotions import clock, services
-from governance.promotions.evidence import closure
+from governance.promotions.evidence import closure, run_author_ids
 from governance.promotions.models import Comment, Decision, Deployment, PromotionPolicy, PromotionRequest
 from governance.registry import services as registry
 from governance.registry.apiutil import (
@@ -205,7 +205,7 @@ def version_evidence(user: Any, version: ModelVersion) -> dict[str, Any]:
         "evidence": redact_evidence(user, facts),
         "checks": checks.evaluate(names, version, facts),
         "authors": {
-            "run_submitted_by": sorted(_usernames(services.run_author_ids(version))),
+            "run_submitted_by": sorted(_usernames(run_author_ids(version))),
             "commit_author": commit.author or None if commit is not None else None,
         },
         "promotions": [

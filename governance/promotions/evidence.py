@@ -175,6 +175,43 @@ def run_author_ids(version: ModelVersion) -> set[int]:
     )
 
 
+def is_run_author(user: Any, version: ModelVersion) -> bool:
+    """Did ``user`` submit any event of the producing run? (One indexed query.)"""
+    run = version.run
+    if run is None or user.pk is None:
+        return False
+    return RawEvent.objects.filter(run_id=run.run_id, submitted_by_id=user.pk).exists()
+
+
+def commit_author_names(version: ModelVersion) -> set[str]:
+    """The producing run's commit author, as names and e-mails (lower case)."""
+    run = version.run
+    if run is None:
+        return set()
+    names: set[str] = set()
+    if run.code_commit is not None and run.code_commit.author:
+        names.add(run.code_commit.author)
+    git = Run.objects.filter(pk=run.pk).values_list("facets__custody_git", flat=True).first()
+    if isinstance(git, dict):
+        for key in ("author", "authorEmail"):
+            value = git.get(key)
+            if isinstance(value, str):
+                names.add(value)
+    return {name.strip().lower() for name in names if name.strip()}
+
+
+def is_commit_author(user: Any, version: ModelVersion) -> bool:
+    """Does ``user`` match the commit author (username, e-mail or full name, case-insensitive)?"""
+    names = commit_author_names(version)
+    if not names:
+        return False
+    mine = {user.get_username(), getattr(user, "email", "") or ""}
+    full = f"{getattr(user, 'first_name', '')} {getattr(user, 'last_name', '')}".strip()
+    if getattr(user, "first_name", "") and getattr(user, "last_name", ""):
+        mine.add(full)
+    return bool({m.strip().lower() for m in mine if m and m.strip()} & names)
+
+
 def commit_author_ids(version: ModelVersion) -> set[int]:
     """Users who match the producing run's commit author: by username, e-mail or full name
     (case-insensitive), from the code commit and the SDK's ``custody_git`` run facet."""

@@ -33,7 +33,7 @@ from governance.core.errors import ApiError
 from governance.permissions import access
 from governance.promotions import checks as checks_module
 from governance.promotions import clock
-from governance.promotions.evidence import closure, commit_author_ids, run_author_ids
+from governance.promotions.evidence import closure, is_commit_author, is_run_author
 from governance.promotions.models import (
     Comment,
     Decision,
@@ -257,6 +257,31 @@ def _apply_expiry(req: PromotionRequest, now: datetime) -> bool:
     return True
 
 
+#: Large JSON columns that most reads of a request do not need (loaded on access if they do).
+HEAVY = (
+    "evidence",
+    "model_version__facet",
+    "model_version__hyperparameters",
+    "model_version__params",
+    "model_version__run__facets",
+    "model_version__run__facet_times",
+    "model_version__run__state_rank",
+)
+#: The columns of a request that transitions change, re-read under the row lock.
+LOCKED_FIELDS = ("state", "approvals_count", "evidence_digest", "expires_at", "approved_at", "decided_at")
+
+
+def _relock(req: PromotionRequest) -> PromotionRequest:
+    """Lock ``req``'s row and refresh the columns transitions change: one short statement, so the
+    lock is taken as early and cheaply as possible (the rest of ``req`` cannot change)."""
+    row = PromotionRequest.objects.select_for_update().filter(pk=req.pk).values_list(*LOCKED_FIELDS).first()
+    if row is None:
+        raise ApiError(404, f"No promotion request {req.pk}.")
+    for name, value in zip(LOCKED_FIELDS, row, strict=True):
+        setattr(req, name, value)
+    return req
+
+
 def _lock(request_id: int) -> PromotionRequest:
     qs = PromotionRequest.objects.select_related("policy", "model_version__model__namespace").defer("evidence")
     # Lock only the request row (not the joined policy and model rows) where the backend can say so.
@@ -278,6 +303,7 @@ def get_request(user: Any, request_id: Any) -> PromotionRequest:
         PromotionRequest.objects.select_related(
             "policy", "model_version__model__namespace", "model_version__run__code_commit"
         )
+        .defer(*HEAVY)
         .filter(pk=pk)
         .first()
     )
@@ -433,9 +459,9 @@ def separation_conflicts(user: Any, req: PromotionRequest) -> list[str]:
     if req.requested_by_id == user.pk:
         reasons.append("you requested this promotion")
     version = req.model_version
-    if user.pk in run_author_ids(version):
+    if is_run_author(user, version):
         reasons.append("you submitted the lineage of the run that produced this model version")
-    if user.pk in commit_author_ids(version):
+    if is_commit_author(user, version):
         reasons.append("you authored the code commit this model version was trained from")
     return reasons
 
@@ -474,7 +500,7 @@ def approve(
     _expire_if_due(req, now)
     try:
         with transaction.atomic():
-            req = _lock(req.pk)
+            req = _relock(req)
             if req.effective_state(now) == State.EXPIRED:
                 raise _expired(req)
             if req.state != State.PENDING:
