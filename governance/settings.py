@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "governance.promotions",
     "governance.audit",
     "governance.compliance",
+    "governance.evidence",
 ]
 
 MIDDLEWARE = [

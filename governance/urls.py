@@ -8,10 +8,12 @@ from governance.core import views as core_views
 
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
+    path("admin/evidence/", include("governance.evidence.admin_urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("lineage.urls")),
+    path("api/v1/", include("governance.evidence.urls")),
     path("api/v1/", include("governance.registry.urls")),
     path("api/v1/", include("governance.promotions.urls")),
     path("api/v1/audit/", include("governance.audit.urls")),

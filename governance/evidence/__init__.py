@@ -1,0 +1,1 @@
+"""Evidence packs: everything that explains one model version, in one verifiable file."""
