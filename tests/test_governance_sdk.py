@@ -34,7 +34,6 @@ class FakeClient:
 
 def test_sdk_request_gate_and_deployment(live_server, make_user):
     from governance.accounts.models import ApiToken
-
     from governance.promotions.services import create_policy
 
     # (transactional tests flush the database, data migrations included: make the policy here)
