@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from governance.audit.services import record
@@ -30,7 +30,7 @@ from governance.compliance.closure import Closure, ever_deployed_model_version_i
 from governance.compliance.models import Finding, LegalHold, RetentionPolicy
 from lineage.models import DatasetVersion, Namespace, RawEvent, Run, RunInput, RunOutput
 
-BATCH = 2000
+BATCH = 5000
 KINDS = [k.value for k in RetentionPolicy.Kind]
 AUDIT_PATHS = ["actor_name", "object_repr", "source_ip"]
 
@@ -330,6 +330,64 @@ def _held_dataset_runs(holds: Holds, run_uuid: str) -> list[int]:
     return hit
 
 
+def _where(model: Any, column: str, ids: list[Any]) -> tuple[str, list[Any]]:
+    from django.db import connection
+
+    table = connection.ops.quote_name(model._meta.db_table)
+    col = connection.ops.quote_name(column)
+    if connection.vendor == "postgresql":  # one array parameter: no 5,000-placeholder statements
+        return f"{table} WHERE {col} = ANY(%s)", [list(ids)]
+    return f"{table} WHERE {col} IN ({', '.join(['%s'] * len(ids))})", list(ids)
+
+
+def _sql(statement: str, params: list[Any]) -> Any:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(statement, params)
+        return cur.fetchall() if cur.description else cur.rowcount
+
+
+def _digests(model: Any, column: str, ids: list[Any]) -> list[tuple[Any, str]]:
+    """(id, SHA-256) of every row whose ``column`` is in ``ids``: the row's JSON (PostgreSQL's
+    row_to_json, computed in the database; elsewhere the ORM's values, canonical JSON)."""
+    from django.db import connection
+
+    if not ids:
+        return []
+    if connection.vendor == "postgresql":
+        where, params = _where(model, column, ids)
+        source = where.replace(" WHERE ", " t WHERE t.", 1)
+        digest_sql = "encode(sha256(convert_to(row_to_json(t)::text, 'UTF8')), 'hex')"
+        return [(pk, digest) for pk, digest in _sql(f"SELECT t.id, {digest_sql} FROM {source}", params)]
+    return [(row["id"], _digest(row)) for row in model._base_manager.filter(**{f"{column}__in": ids}).values()]
+
+
+def _fast_delete(model: Any, ids: list[Any]) -> None:
+    """Delete ``ids`` in a few set-based statements: CASCADE children (leaf tables) deleted, SET_NULL
+    references cleared; PROTECT references were excluded by :func:`plan`, and the database's foreign
+    keys refuse the DELETE (rolling the batch back) should one have appeared since."""
+    if not ids:
+        return
+    for rel in model._meta.related_objects:
+        if rel.many_to_many or not getattr(rel, "field", None) or not rel.field.concrete:
+            continue
+        where, params = _where(rel.related_model, rel.field.column, ids)
+        if rel.on_delete is models.CASCADE:
+            if rel.related_model._meta.related_objects:
+                rel.related_model._base_manager.filter(**{f"{rel.field.name}__in": ids}).delete()
+            else:
+                _sql(f"DELETE FROM {where}", params)
+        elif rel.on_delete is models.SET_NULL:
+            from django.db import connection
+
+            col = connection.ops.quote_name(rel.field.column)
+            table, _, cond = where.partition(" WHERE ")
+            _sql(f"UPDATE {table} SET {col} = NULL WHERE {cond}", params)
+    where, params = _where(model, model._meta.pk.column, ids)
+    _sql(f"DELETE FROM {where}", params)
+
+
 MODELS = {"raw_events": RawEvent, "runs": Run, "dataset_versions": DatasetVersion, "findings": Finding}
 
 
@@ -347,32 +405,25 @@ def execute(p: Plan, *, actor_name: str = "retention", batch: int = BATCH) -> di
             chunk = items[i : i + batch]
             reasons = {item.pk: item.reason for item in chunk}
             with transaction.atomic():
-                rows = list(model.objects.filter(pk__in=list(reasons)).values())
-                ids = [r["id"] for r in rows]
-                gone = [
-                    {
-                        "id": r["id"],
-                        "sha256": r["digest"] if kind == "raw_events" else _digest(r),
-                        "reason": reasons[r["id"]],
-                    }
-                    for r in rows
-                ]
+                if kind == "raw_events":
+                    where, params = _where(model, "id", list(reasons))
+                    found = [(pk, digest) for pk, digest in _sql(f"SELECT id, digest FROM {where}", params)]
+                else:
+                    found = _digests(model, "id", list(reasons))
+                ids = [pk for pk, _ in found]
+                gone = [{"id": pk, "sha256": digest, "reason": reasons[pk]} for pk, digest in found]
                 extra: dict[str, Any] = {"kind": kind, "count": len(gone), "rows": gone}
                 if kind == "dataset_versions":
                     edges = []
                     for edge_model in (RunInput, RunOutput):
-                        qs = edge_model.objects.filter(version_id__in=ids)
                         edges += [
-                            {"table": edge_model._meta.model_name, "id": e["id"], "sha256": _digest(e)}
-                            for e in qs.values()
+                            {"table": edge_model._meta.model_name, "id": pk, "sha256": digest}
+                            for pk, digest in _digests(edge_model, "version_id", ids)
                         ]
-                        qs._raw_delete(qs.db)
+                        where, params = _where(edge_model, "version_id", ids)
+                        _sql(f"DELETE FROM {where}", params)
                     extra["edges"] = edges
-                qs = model.objects.filter(pk__in=ids)
-                if kind == "raw_events":
-                    qs._raw_delete(qs.db)
-                else:
-                    qs.delete()
+                _fast_delete(model, ids)
                 record(
                     "retention.delete",
                     object_type=f"{model._meta.app_label}.{model._meta.model_name}",
