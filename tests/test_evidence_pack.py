@@ -335,3 +335,53 @@ def test_admin_download(world: dict[str, Any]) -> None:
     other = Client()
     other.force_login(clerk)
     assert other.get(link).status_code in (403, 404)
+
+
+def test_break_glass_rollback_and_findings(world: dict[str, Any]) -> None:
+    """v2 forced into production by an admin (break-glass), rolled back to v1; the audit rules run:
+    v2's pack shows both deployments, the rollback and the finding about it."""
+    from django.core.management import call_command
+
+    train(world["sam"], version="v2")
+    with clock.frozen(T0.replace(hour=16)):
+        forced = post(
+            world["admin"],
+            "/api/v1/deployments/",
+            {
+                "model": "fraud-detector",
+                "version": "v2",
+                "environment": "production",
+                "namespace": "fraud",
+                "target": "api-eu",
+                "break_glass": True,
+                "reason": "outage, approvers unreachable",
+            },
+        )
+        assert forced.status_code == 201, forced.content
+        rolled = post(world["sam"], "/api/v1/deployments/", {"rollback_of": forced.json()["id"], "reason": "bad v2"})
+        assert rolled.status_code == 201, rolled.content
+    call_command("run_audits")
+    signing.create_checkpoint(force=True)
+    pack = fetch(world["ann"], url="/api/v1/models/fraud-detector/versions/v2/evidence").json()
+    assert pack["digest"]["value"] == recompute(pack)
+    deployments = {d["id"]: d for d in pack["deployments"]}
+    assert deployments[forced.json()["id"]]["break_glass"] is True
+    rollback = deployments[rolled.json()["id"]]
+    assert rollback["is_rollback"] and rollback["version"] == "v1"
+    assert rollback["rollback_of"] == {"id": forced.json()["id"], "version": "v2"}
+    assert pack["promotions"] == []
+    subjects = {f["subject"] for f in pack["findings"]}
+    # The rollback put v1 back without a live approval (its request expired): the rule flags it.
+    assert f"deployment:{rolled.json()['id']}" in subjects, pack["findings"]
+    actions = {e["action"] for e in pack["audit"]["entries"]}
+    assert "deployment.break_glass" in actions
+    verify_offline(pack["audit"])
+
+
+def test_without_a_covering_checkpoint_the_pack_says_so(world: dict[str, Any]) -> None:
+    train(world["sam"], version="v3")
+    pack = fetch(world["ann"], url="/api/v1/models/fraud-detector/versions/v3/evidence").json()
+    assert pack["audit"]["checkpoint"] is None and pack["audit"]["checkpoint_pending"]
+    assert pack["audit"]["entries"]
+    html = fetch(world["ann"], "html", url="/api/v1/models/fraud-detector/versions/v3/evidence").content.decode()
+    assert "No signed checkpoint covers" in html

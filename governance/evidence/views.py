@@ -79,6 +79,7 @@ class EvidencePackView(APIView):
     @extend_schema(
         operation_id="model_versions_evidence_pack",
         summary="Evidence pack of a model version (JSON, W3C PROV-JSON or printable HTML)",
+        description=__doc__,
         parameters=[
             OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH),
             OpenApiParameter("version", OpenApiTypes.STR, OpenApiParameter.PATH),
@@ -107,7 +108,19 @@ class EvidencePackView(APIView):
 class EvidenceView(EvidencePackView):
     """``.../evidence``: the pack when ``format`` is given, else the registry's evidence answer."""
 
-    @extend_schema(exclude=True)
+    @extend_schema(
+        operation_id="model_versions_evidence",
+        summary="Evidence of a model version: with format=, the evidence pack; without, closure and digest, "
+        "checks, promotions, deployments (as the registry answers)",
+        description=__doc__,
+        parameters=[
+            OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH),
+            OpenApiParameter("version", OpenApiTypes.STR, OpenApiParameter.PATH),
+            OpenApiParameter("format", OpenApiTypes.STR, enum=sorted(FORMATS), description="json, prov, html"),
+            OpenApiParameter("namespace", OpenApiTypes.STR, description="The model's namespace when ambiguous."),
+        ],
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiResponse(), 403: OpenApiResponse(), 404: OpenApiResponse()},
+    )
     def get(self, request: Request, name: str, version: str) -> HttpResponse:
         if "format" not in request.query_params:
             from governance.registry.api import VersionEvidenceView
