@@ -30,7 +30,7 @@ from governance.compliance.closure import Closure, ever_deployed_model_version_i
 from governance.compliance.models import Finding, LegalHold, RetentionPolicy
 from lineage.models import DatasetVersion, Namespace, RawEvent, Run, RunInput, RunOutput
 
-BATCH = 5000
+BATCH = 2000
 KINDS = [k.value for k in RetentionPolicy.Kind]
 AUDIT_PATHS = ["actor_name", "object_repr", "source_ip"]
 
@@ -405,6 +405,12 @@ def execute(p: Plan, *, actor_name: str = "retention", batch: int = BATCH) -> di
             chunk = items[i : i + batch]
             reasons = {item.pk: item.reason for item in chunk}
             with transaction.atomic():
+                from django.db import connection
+
+                if connection.vendor == "postgresql":
+                    # Foreign-key checks now, not at commit: the audit chain's lock (taken by record()
+                    # below and held until commit) must not wait for them, or ingestion would.
+                    _sql("SET CONSTRAINTS ALL IMMEDIATE", [])
                 if kind == "raw_events":
                     where, params = _where(model, "id", list(reasons))
                     found = [(pk, digest) for pk, digest in _sql(f"SELECT id, digest FROM {where}", params)]
