@@ -210,7 +210,8 @@ def verify_offline(audit: dict[str, Any]) -> None:
     checkpoint = audit["checkpoint"]
     assert checkpoint is not None
     assert sequences == list(range(sequences[0], checkpoint["sequence"] + 1)), "gap between entries and checkpoint"
-    head = records[0][3]
+    assert audit["start"]["sequence"] == sequences[0]
+    head = audit["start"]["prev_hash"]
     for sequence, body, expected, _ in records:
         head = hashlib.sha256((head + body).encode("ascii")).hexdigest()
         assert head == expected, f"entry {sequence} does not chain"
@@ -385,3 +386,19 @@ def test_without_a_covering_checkpoint_the_pack_says_so(world: dict[str, Any]) -
     assert pack["audit"]["entries"]
     html = fetch(world["ann"], "html", url="/api/v1/models/fraud-detector/versions/v3/evidence").content.decode()
     assert "No signed checkpoint covers" in html
+
+
+def test_a_model_writer_without_upstream_visibility_gets_placeholders(world: dict[str, Any]) -> None:
+    """wes writes the fraud namespace but cannot see warehouse: the ETL run, its dataset versions
+    and the audit entries of their ingestion are withheld, and the chain still verifies."""
+    wes = world["make_user"]("wes", roles=("data_scientist",))
+    grant(wes, "fraud", "write")
+    pack = fetch(client_for(wes)).json()
+    text = json.dumps(pack)
+    assert world["etl_run"] not in text and "etl-transactions" not in text
+    assert {"redacted": True} in pack["lineage"]["runs"]
+    assert {"redacted": True} in pack["lineage"]["dataset_versions"]
+    assert pack["audit"]["withheld"] == 2  # the ETL run's START and COMPLETE
+    assert pack["digest"]["value"] == recompute(pack)
+    assert pack["lineage"]["evidence_digest"] == fetch(world["ann"]).json()["lineage"]["evidence_digest"]
+    verify_offline(pack["audit"])

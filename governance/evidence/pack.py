@@ -17,8 +17,9 @@ Sections:
 - ``audit``: the audit entries about all of the above, in full with ``prev_hash`` and ``hash``;
   ``links`` (sequence, body digest, hash) for the other entries up to the first signed checkpoint
   at or after the newest of them; that checkpoint and the public key that signed it. With these a
-  reader recomputes the chain from the first entry's ``prev_hash`` to the checkpoint's head hash and
-  checks the Ed25519 signature, offline.
+  reader recomputes the chain from ``start.prev_hash`` to the checkpoint's head hash and checks the
+  Ed25519 signature, offline. Entries about runs, dataset versions and ingested events in
+  namespaces the reader cannot see are given as links too (``withheld`` counts them).
 - ``digest``: SHA-256 of the canonical JSON of the pack without the ``digest`` key
   (:data:`DIGEST_METHOD`).
 
@@ -47,7 +48,7 @@ from governance.promotions.api import policy_json
 from governance.promotions.models import Decision, Deployment, PromotionRequest
 from governance.registry.apiutil import redact_evidence
 from governance.registry.models import ModelVersion
-from lineage.models import CodeCommit, DatasetVersion, RawEvent, Run, SchemaChange
+from lineage.models import CodeCommit, DatasetVersion, Namespace, RawEvent, Run, SchemaChange
 
 FORMAT = "custody.evidence-pack"
 FORMAT_VERSION = 1
@@ -56,7 +57,7 @@ DIGEST_METHOD = (
     "separators=(',', ':'), ensure_ascii=False): canonical JSON, sorted keys, no whitespace."
 )
 AUDIT_METHOD = (
-    "Walk entries and links in sequence order from the first entry's prev_hash: body = SHA-256 of the "
+    "Walk entries and links in sequence order from start.prev_hash: body = SHA-256 of the "
     "canonical digest form of an entry (governance/audit/README.md) or the link's body; hash = "
     "SHA-256(prev_hash + body); each must equal the record's hash, and the hash at the checkpoint's "
     "sequence must equal its head hash. Then check the Ed25519 signature of the checkpoint message "
@@ -128,7 +129,14 @@ def _run_json(run: Run) -> dict[str, Any]:
 def _lineage(user: Any, version: ModelVersion) -> tuple[dict[str, Any], dict[str, Any]]:
     """The lineage section, and the pks of what it covers (for the audit query)."""
     closure = promotion_evidence.closure(version)
-    covered: dict[str, Any] = {"runs": set(closure.run_pks), "run_ids": set(), "versions": set()}
+    covered: dict[str, Any] = {
+        "runs": set(closure.run_pks),
+        "run_ids": set(),
+        "versions": set(),
+        "hidden_runs": set(),
+        "hidden_run_ids": set(),
+        "hidden_versions": set(),
+    }
     run_ids = {r["run_id"] for r in closure.facts["runs"]}
     runs = list(
         Run.objects.filter(pk__in=closure.run_pks)
@@ -142,12 +150,15 @@ def _lineage(user: Any, version: ModelVersion) -> tuple[dict[str, Any], dict[str
             visible_runs.append(_run_json(r))
         else:
             visible_runs.append({"redacted": True})
+            covered["hidden_runs"].add(r.pk)
+            covered["hidden_run_ids"].add(r.run_id)
     consumed = {(i["dataset"]["namespace"], i["dataset"]["name"], i["version"]) for i in closure.facts["inputs"]}
     consumers: dict[tuple[str, str, str | None], list[str]] = {}
     resolutions: dict[tuple[str, str, str | None], str] = {}
     for item in closure.facts["inputs"]:
         key = (item["dataset"]["namespace"], item["dataset"]["name"], item["version"])
-        consumers.setdefault(key, []).append(item["run_id"])
+        if item["run_id"] not in covered["hidden_run_ids"]:
+            consumers.setdefault(key, []).append(item["run_id"])
         resolutions[key] = item.get("resolution") or "declared"
     condition = Q(pk__in=[])
     for ns, name, label in consumed:
@@ -156,13 +167,14 @@ def _lineage(user: Any, version: ModelVersion) -> tuple[dict[str, Any], dict[str
     dataset_versions: list[dict[str, Any]] = []
     rows = (
         DatasetVersion.objects.filter(condition)
-        .select_related("dataset__namespace", "run")
+        .select_related("dataset__namespace", "run__job")
         .order_by("dataset__namespace__name", "dataset__name", "created_at", "pk")
     )
     for dv in rows:
         covered["versions"].add(dv.pk)
         if not access.sees_namespace(user, dv.dataset.namespace_id):
             dataset_versions.append({"redacted": True})
+            covered["hidden_versions"].add(dv.pk)
             continue
         changes = SchemaChange.objects.filter(to_version=dv).select_related("from_version").order_by("created_at", "pk")
         key = (dv.dataset.namespace.name, dv.dataset.name, dv.version)
@@ -177,7 +189,9 @@ def _lineage(user: Any, version: ModelVersion) -> tuple[dict[str, Any], dict[str
                 "fields": _jsonable(dv.fields or []),
                 "producing_run": dv.run.run_id if dv.run is not None and dv.run.run_id in run_ids else None,
                 "producing_run_outside_closure": dv.run.run_id
-                if dv.run is not None and dv.run.run_id not in run_ids
+                if dv.run is not None
+                and dv.run.run_id not in run_ids
+                and access.sees_namespace(user, dv.run.job.namespace_id)
                 else None,
                 "consumed_by": sorted(set(consumers.get(key, []))),
                 "schema_changes": [
@@ -193,7 +207,11 @@ def _lineage(user: Any, version: ModelVersion) -> tuple[dict[str, Any], dict[str
                 ],
             }
         )
+    namespace_ids = dict(Namespace.objects.filter(name__in=sorted({k[0] for k in consumed})).values_list("name", "pk"))
     for ns, name, _ in sorted(k for k in consumed if k[2] is None):
+        if not access.sees_namespace(user, namespace_ids.get(ns)) or not consumers.get((ns, name, None)):
+            dataset_versions.append({"redacted": True})
+            continue
         dataset_versions.append(
             {
                 "dataset": {"namespace": ns, "name": name},
@@ -386,14 +404,20 @@ def _findings(version: ModelVersion, deployments: list[Deployment], decisions: l
 # --- audit -----------------------------------------------------------------------------------------
 
 
-def _ingest_event_pks(run_ids: set[str]) -> tuple[set[int], datetime | None, datetime | None]:
+def _ingest_event_pks(
+    run_ids: set[str], hidden_run_ids: set[str]
+) -> tuple[set[int], set[int], datetime | None, datetime | None]:
     pks: set[int] = set()
+    hidden: set[int] = set()
     low = high = None
-    for pk, received in RawEvent.objects.filter(run_id__in=sorted(run_ids)).values_list("pk", "received_at"):
+    rows = RawEvent.objects.filter(run_id__in=sorted(run_ids)).values_list("pk", "run_id", "received_at")
+    for pk, run_id, received in rows:
         pks.add(pk)
+        if run_id in hidden_run_ids:
+            hidden.add(pk)
         low = received if low is None or received < low else low
         high = received if high is None or received > high else high
-    return pks, low, high
+    return pks, hidden, low, high
 
 
 def _audit_query(
@@ -402,8 +426,9 @@ def _audit_query(
     decisions: list[Decision],
     deployments: list[Deployment],
     covered: dict[str, Any],
-) -> list[int]:
-    """Sequences of the audit entries about the pack's objects."""
+) -> tuple[list[int], set[int]]:
+    """Sequences of the audit entries about the pack's objects, and those of them about objects the
+    reader cannot see (given as links only, so the chain still verifies without disclosing them)."""
     objects: dict[str, set[str]] = {
         "registry.modelversion": {str(version.pk)},
         "registry.registeredmodel": {str(version.model_id)},
@@ -414,14 +439,24 @@ def _audit_query(
         "lineage.run": {str(pk) for pk in covered["runs"]},
         "lineage.datasetversion": {str(pk) for pk in covered["versions"]},
     }
-    event_pks, low, high = _ingest_event_pks(covered["run_ids"])
+    event_pks, hidden_events, low, high = _ingest_event_pks(covered["run_ids"], covered["hidden_run_ids"])
     objects["lineage.rawevent"] = {str(pk) for pk in event_pks}
+    hidden_objects = {
+        "lineage.run": {str(pk) for pk in covered["hidden_runs"]},
+        "lineage.datasetversion": {str(pk) for pk in covered["hidden_versions"]},
+        "lineage.rawevent": {str(pk) for pk in hidden_events},
+    }
     condition = Q(pk__in=[])
     for kind, ids in objects.items():
         if ids:
             condition |= Q(object_type=kind, object_id__in=sorted(ids))
     base = AuditEntry.objects.exclude(action__in=EXCLUDED_ACTIONS)
-    sequences = set(base.filter(condition).values_list("sequence", flat=True))
+    sequences: set[int] = set()
+    withheld: set[int] = set()
+    for sequence, kind, object_id in base.filter(condition).values_list("sequence", "object_type", "object_id"):
+        sequences.add(sequence)
+        if object_id in hidden_objects.get(kind, ()):
+            withheld.add(sequence)
     if event_pks and low is not None and high is not None:
         # Batches are recorded as one entry "first..last" with every event's pk in extra.events.
         window = base.filter(
@@ -433,24 +468,31 @@ def _audit_query(
         for sequence, extra in window.values_list("sequence", "extra"):
             data: Any = extra
             events = (data.get("events") or []) if isinstance(data, dict) else []
-            if any(isinstance(e, list) and e and e[0] in event_pks for e in events):
+            pks = {e[0] for e in events if isinstance(e, list) and e}
+            if pks & event_pks:
                 sequences.add(sequence)
-    return sorted(sequences)
+                if pks & hidden_events:
+                    withheld.add(sequence)
+    return sorted(sequences), withheld
 
 
-def _audit(sequences: list[int]) -> dict[str, Any]:
+def _audit(sequences: list[int], withheld: set[int]) -> dict[str, Any]:
     section: dict[str, Any] = {
         "entries": [],
         "links": [],
         "links_truncated": False,
+        "withheld": len(withheld),
         "checkpoint": None,
         "public_key": None,
         "verification_method": AUDIT_METHOD,
     }
     if not sequences:
         return section
-    wanted = set(sequences)
-    section["entries"] = [entry_dict(e) for e in AuditEntry.objects.filter(sequence__in=sequences).order_by("sequence")]
+    first = AuditEntry.objects.filter(sequence=sequences[0]).values_list("prev_hash", flat=True).first()
+    section["start"] = {"sequence": sequences[0], "prev_hash": first}
+    shown = [s for s in sequences if s not in withheld]
+    wanted = set(shown)
+    section["entries"] = [entry_dict(e) for e in AuditEntry.objects.filter(sequence__in=shown).order_by("sequence")]
     checkpoint = AuditCheckpoint.objects.filter(sequence__gte=sequences[-1]).order_by("sequence", "id").first()
     if checkpoint is None:
         section["checkpoint_pending"] = (
@@ -465,7 +507,7 @@ def _audit(sequences: list[int]) -> dict[str, Any]:
         end = checkpoint.sequence
     rows = (
         AuditEntry.objects.filter(sequence__gte=sequences[0], sequence__lte=end)
-        .exclude(sequence__in=sequences)
+        .exclude(sequence__in=shown)
         .order_by("sequence")
     )
     if rows.count() > MAX_LINKS:
@@ -501,7 +543,7 @@ def build(user: Any, version: ModelVersion) -> dict[str, Any]:
     promotions, requests, decisions = _promotions(version)
     deployments, deployment_rows = _deployments(version)
     findings = _findings(version, deployment_rows, decisions)
-    sequences = _audit_query(version, requests, decisions, deployment_rows, covered)
+    sequences, withheld = _audit_query(version, requests, decisions, deployment_rows, covered)
     pack: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -533,7 +575,7 @@ def build(user: Any, version: ModelVersion) -> dict[str, Any]:
         "promotions": promotions,
         "deployments": deployments,
         "findings": findings,
-        "audit": _audit(sequences),
+        "audit": _audit(sequences, withheld),
     }
     pack["digest"] = {"algorithm": "sha256", "value": pack_digest(pack), "method": DIGEST_METHOD}
     return pack
