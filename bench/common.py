@@ -35,7 +35,8 @@ PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0
 DB_PREFIX = "custody_bench"
 SECRET_KEY = "custody-bench-secret-key-not-for-production-0123456789abcdefghij"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-TEMPLATE_DB = f"{DB_PREFIX}_template"
+# One template per process, so concurrent benchmark runs never rebuild each other's template.
+TEMPLATE_DB = f"{DB_PREFIX}_template_{os.getpid()}"
 
 
 def install_signal_handlers() -> None:
