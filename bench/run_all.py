@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.run_all [--quick]
 
 ``--quick`` shrinks repetitions and graph sizes (a smoke run of a few minutes); without it the
-full set takes roughly 30-45 minutes on the 2-core benchmark machine, most of it generating and
+full set takes roughly 25-30 minutes on the 2-core benchmark machine, most of it generating and
 querying the 1M-edge graph. Each benchmark also runs on its own: ``python -m bench.ingest``,
 ``bench.lineage_query``, ``bench.rss_32mb`` (see bench/README.md). Exit status 0 when all ran,
 whether or not targets were met (the verdicts are printed); 1 when a benchmark failed to run.
