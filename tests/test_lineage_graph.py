@@ -235,6 +235,16 @@ def test_hub_is_truncated_at_the_node_limit(api, post_event):
         assert capped["truncated"] is True and len(capped["graph"]) == 5
 
 
+def test_walking_upstream_through_a_hub_is_not_cut_by_its_consumers(api, post_event):
+    """A hub read by many jobs adds nothing to an upstream walk: only producer edges are pulled."""
+    consumers = [run_event(f"reader{i:02d}", uid(i), "2024-01-01T00:00:00Z", [ds("hub", "big")]) for i in range(30)]
+    producer = run_event("loader", uid(99), "2024-01-01T00:00:00Z", [ds("raw", "src")], [ds("hub", "big")])
+    post_all(post_event, [*consumers, producer])
+    upstream = lineage(api, "job:tests:reader00", limit=10, withDownstream="false")
+    assert upstream["truncated"] is False
+    assert {"job:tests:reader00", "dataset:hub:big", "job:tests:loader", "dataset:raw:src"} <= set(nodes(upstream))
+
+
 # --- as of --------------------------------------------------------------------------------------------
 
 
