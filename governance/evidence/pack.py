@@ -165,18 +165,25 @@ def _lineage(user: Any, version: ModelVersion) -> tuple[dict[str, Any], dict[str
         if label is not None:
             condition |= Q(dataset__namespace__name=ns, dataset__name=name, version=label)
     dataset_versions: list[dict[str, Any]] = []
-    rows = (
+    rows = list(
         DatasetVersion.objects.filter(condition)
         .select_related("dataset__namespace", "run__job")
         .order_by("dataset__namespace__name", "dataset__name", "created_at", "pk")
     )
+    changes_of: dict[int, list[SchemaChange]] = {}
+    for change in (
+        SchemaChange.objects.filter(to_version__in=[dv.pk for dv in rows])
+        .select_related("from_version")
+        .order_by("created_at", "pk")
+    ):
+        changes_of.setdefault(change.to_version_id, []).append(change)
     for dv in rows:
         covered["versions"].add(dv.pk)
         if not access.sees_namespace(user, dv.dataset.namespace_id):
             dataset_versions.append({"redacted": True})
             covered["hidden_versions"].add(dv.pk)
             continue
-        changes = SchemaChange.objects.filter(to_version=dv).select_related("from_version").order_by("created_at", "pk")
+        changes = changes_of.get(dv.pk, [])
         key = (dv.dataset.namespace.name, dv.dataset.name, dv.version)
         dataset_versions.append(
             {
