@@ -29,8 +29,9 @@ from lineage.models import Dataset, Job, Namespace
 # Keep these identical to the index expressions in lineage/migrations/0002_search.py.
 DATASET_DOCUMENT = (
     "to_tsvector('simple'::regconfig, regexp_replace("
-    "coalesce(\"lineage_dataset\".\"name\", '') || ' ' || coalesce(\"lineage_dataset\".\"description\", '') || ' ' || "
-    "coalesce(jsonb_path_query_array(\"lineage_dataset\".\"fields\", '$[*].name')::text, ''), "
+    # Bounded: a tsvector holds at most 1 MB, and a dataset may have a schema of 100k+ fields.
+    'coalesce("lineage_dataset"."name", \'\') || \' \' || left(coalesce("lineage_dataset"."description", \'\'), 20000) '
+    "|| ' ' || left(coalesce(jsonb_path_query_array(\"lineage_dataset\".\"fields\", '$[0 to 999].name')::text, ''), 100000), "
     "'[^[:alnum:]]+', ' ', 'g'))"
 )
 JOB_DOCUMENT = (

@@ -193,3 +193,14 @@ def test_batch_of_only_valid_events_is_success(api, simple):
     response = post_raw(api, json.dumps([simple]).encode(), path="/api/v1/lineage/batch")
     assert response.json()["status"] == "success"
     assert response.json()["failed_events"] == []
+
+
+@pytest.mark.postgres
+def test_a_very_wide_schema_is_accepted_and_searchable(api, simple):
+    """100k fields: the dataset's search document is bounded, so storing it cannot fail."""
+    fields = [{"name": f"column_{i:06d}", "type": "VARCHAR"} for i in range(100_000)]
+    simple["outputs"][0]["facets"] = {"schema": {"_producer": "t", "_schemaURL": "t", "fields": fields}}
+    response = post_raw(api, json.dumps(simple).encode())
+    assert response.status_code == 201, response.content
+    found = api.get("/api/v1/search", {"q": "column_000042"}).json()
+    assert any(r["name"] == simple["outputs"][0]["name"] for r in found["results"])
