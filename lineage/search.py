@@ -31,7 +31,8 @@ DATASET_DOCUMENT = (
     "to_tsvector('simple'::regconfig, regexp_replace("
     # Bounded: a tsvector holds at most 1 MB, and a dataset may have a schema of 100k+ fields.
     'coalesce("lineage_dataset"."name", \'\') || \' \' || left(coalesce("lineage_dataset"."description", \'\'), 20000) '
-    "|| ' ' || left(coalesce(jsonb_path_query_array(\"lineage_dataset\".\"fields\", '$[0 to 999].name')::text, ''), 100000), "
+    "|| ' ' || left(coalesce(jsonb_path_query_array(\"lineage_dataset\".\"fields\", '$[0 to 999].name')::text, ''), "
+    "100000), "
     "'[^[:alnum:]]+', ' ', 'g'))"
 )
 JOB_DOCUMENT = (
