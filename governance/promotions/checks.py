@@ -138,7 +138,16 @@ def _metric(version: ModelVersion, name: str, op: str, expected: float) -> tuple
     return ok, f"{name} = {value:g} ({'meets' if ok else 'fails'} {op} {expected:g})"
 
 
-def evaluate(names: list[str], version: ModelVersion, evidence: dict[str, Any]) -> list[Result]:
+#: Checks that read the lineage closure (the others read the version and its run only).
+NEEDS_EVIDENCE = frozenset({"lineage_complete", "no_major_schema_change"})
+
+
+def evaluate(
+    names: list[str], version: ModelVersion, evidence: dict[str, Any] | Callable[[], dict[str, Any]]
+) -> list[Result]:
+    """Results of the named checks. ``evidence`` may be a callable, called only if a check needs it."""
+    if callable(evidence):
+        evidence = evidence() if NEEDS_EVIDENCE & set(names) else {}
     results = []
     for name in names:
         if name in BUILTIN:

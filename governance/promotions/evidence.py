@@ -183,15 +183,17 @@ def is_run_author(user: Any, version: ModelVersion) -> bool:
     return RawEvent.objects.filter(run_id=run.run_id, submitted_by_id=user.pk).exists()
 
 
-def commit_author_names(version: ModelVersion) -> set[str]:
-    """The producing run's commit author, as names and e-mails (lower case)."""
+def commit_author_names(version: ModelVersion, git: Any = None) -> set[str]:
+    """The producing run's commit author, as names and e-mails (lower case). ``git``: the run's
+    ``custody_git`` facet when the caller already has it."""
     run = version.run
     if run is None:
         return set()
     names: set[str] = set()
     if run.code_commit is not None and run.code_commit.author:
         names.add(run.code_commit.author)
-    git = Run.objects.filter(pk=run.pk).values_list("facets__custody_git", flat=True).first()
+    if git is None:
+        git = Run.objects.filter(pk=run.pk).values_list("facets__custody_git", flat=True).first()
     if isinstance(git, dict):
         for key in ("author", "authorEmail"):
             value = git.get(key)
@@ -200,9 +202,9 @@ def commit_author_names(version: ModelVersion) -> set[str]:
     return {name.strip().lower() for name in names if name.strip()}
 
 
-def is_commit_author(user: Any, version: ModelVersion) -> bool:
+def is_commit_author(user: Any, version: ModelVersion, git: Any = None) -> bool:
     """Does ``user`` match the commit author (username, e-mail or full name, case-insensitive)?"""
-    names = commit_author_names(version)
+    names = commit_author_names(version, git)
     if not names:
         return False
     mine = {user.get_username(), getattr(user, "email", "") or ""}

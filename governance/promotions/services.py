@@ -25,7 +25,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, QuerySet, Window
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Window
+from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import RowNumber
 
 from governance.audit.services import record, snapshot
@@ -43,7 +44,7 @@ from governance.promotions.models import (
     PromotionRequest,
 )
 from governance.registry.models import ModelVersion, RegisteredModel
-from lineage.models import Dataset, Namespace, Run
+from lineage.models import Dataset, Namespace, RawEvent, Run
 
 logger = logging.getLogger(__name__)
 
@@ -293,20 +294,26 @@ def _lock(request_id: int) -> PromotionRequest:
     return req
 
 
-def get_request(user: Any, request_id: Any) -> PromotionRequest:
-    """A request ``user`` may see (404 otherwise, as if it did not exist)."""
+def get_request(user: Any, request_id: Any, *, deciding: bool = False) -> PromotionRequest:
+    """A request ``user`` may see (404 otherwise, as if it did not exist). ``deciding``: also ask,
+    in the same query, what separation of duties needs to know about ``user``."""
     try:
         pk = int(request_id)
     except (TypeError, ValueError):
         raise ApiError(404, f"No promotion request {request_id!r}.")
-    req = (
+    qs = (
         PromotionRequest.objects.select_related(
             "policy", "model_version__model__namespace", "model_version__run__code_commit"
         )
         .defer(*HEAVY)
         .filter(pk=pk)
-        .first()
     )
+    if deciding and access.authenticated(user):
+        ran = RawEvent.objects.filter(run_id=OuterRef("model_version__run__run_id"), submitted_by_id=user.pk)
+        qs = qs.annotate(
+            decider_submitted_run=Exists(ran), run_git=KeyTransform("custody_git", "model_version__run__facets")
+        )
+    req = qs.first()
     if req is None or not access.sees_model(user, req.model_version.model):
         raise ApiError(404, f"No promotion request {request_id}.")
     return req
@@ -459,9 +466,10 @@ def separation_conflicts(user: Any, req: PromotionRequest) -> list[str]:
     if req.requested_by_id == user.pk:
         reasons.append("you requested this promotion")
     version = req.model_version
-    if is_run_author(user, version):
+    ran = getattr(req, "decider_submitted_run", None)
+    if ran if ran is not None else is_run_author(user, version):
         reasons.append("you submitted the lineage of the run that produced this model version")
-    if is_commit_author(user, version):
+    if is_commit_author(user, version, git=getattr(req, "run_git", None) if ran is not None else None):
         reasons.append("you authored the code commit this model version was trained from")
     return reasons
 
@@ -488,13 +496,13 @@ def approve(
     not pending (also when it just expired or went stale), when required checks fail, when the
     caller already decided, or when ``evidence_digest`` (what the approver reviewed) is not the
     request's current one."""
-    req = get_request(user, request_id)
+    req = get_request(user, request_id, deciding=True)
     reason = clean_text(reason, "reason")
     role = _decider(user, req, "approve")
     conflicts = separation_conflicts(user, req)
     if conflicts:
         raise ApiError(403, "Separation of duties: " + "; ".join(conflicts) + ".")
-    results = checks_module.evaluate(req.policy.required_checks, req.model_version, req.evidence)
+    results = checks_module.evaluate(req.policy.required_checks, req.model_version, lambda: req.evidence)
     failing = checks_module.failing(results)
     now = now or clock.now()
     _expire_if_due(req, now)
