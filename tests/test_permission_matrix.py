@@ -330,6 +330,43 @@ RULES: dict[str, list[Case]] = {
             lambda *a: {"reason": "regression"},
         )
     ],
+    # evidence packs (governance.evidence) and compliance (governance.compliance): their rules
+    # here check authentication, token scopes, roles and namespace visibility; their own tests
+    # cover the content.
+    "model-version-evidence-pack": [
+        Case("GET", lambda w, r, ns: f"/api/v1/models/{MODELS[ns]}/versions/v1/evidence/pack", read_detail)
+    ],
+    "findings": [Case("GET", lambda w, r, ns: "/api/v1/findings/", read_list)],
+    "finding": [
+        Case("GET", lambda w, r, ns: "/api/v1/findings/987654", lambda r, ns, m="GET": scope_first(r, m) or 404),
+        Case(
+            "POST",
+            lambda w, r, ns: "/api/v1/findings/987654",
+            lambda r, ns, m="POST": scope_first(r, m) or 404,
+            lambda *a: {"status": "resolved"},
+        ),
+    ],
+    "legal-holds": [
+        Case(
+            "GET",
+            lambda w, r, ns: "/api/v1/legal-holds/",
+            lambda r, ns, m="GET": scope_first(r, m) or (200 if r in READ_ALL else 403),
+        ),
+        Case(
+            "POST",
+            lambda w, r, ns: "/api/v1/legal-holds/",
+            lambda r, ns, m="POST": scope_first(r, m) or (400 if r in {"admin", "compliance_officer"} else 403),
+            lambda *a: {"reason": ""},
+        ),
+    ],
+    "legal-hold-release": [
+        Case(
+            "POST",
+            lambda w, r, ns: "/api/v1/legal-holds/987654/release",
+            lambda r, ns, m="POST": scope_first(r, m) or (404 if r in {"admin", "compliance_officer"} else 403),
+            lambda *a: {},
+        )
+    ],
     # policies
     "policies": [
         Case("GET", lambda w, r, ns: "/api/v1/policies/", read_list),
