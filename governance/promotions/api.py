@@ -39,6 +39,7 @@ from rest_framework.response import Response
 from governance.core.errors import ApiError
 from governance.permissions import access
 from governance.promotions import clock, services
+from governance.promotions.evidence import closure, run_author_ids
 from governance.promotions.models import Comment, Decision, Deployment, PromotionPolicy, PromotionRequest
 from governance.registry import services as registry
 from governance.registry.apiutil import (
@@ -186,6 +187,39 @@ def version_governance(user: Any, version: ModelVersion) -> dict[str, Any]:
         "promotions": [promotion_json(user, r) for r in requests],
         "deployed": [deployment_json(d) for d in current.select_related("model_version__model__namespace")],
     }
+
+
+def version_evidence(user: Any, version: ModelVersion) -> dict[str, Any]:
+    from governance.promotions import checks
+    from governance.registry.api import version_json
+
+    evidence = closure(version)
+    facts = evidence.as_json()
+    commit = version.run.code_commit if version.run is not None else None
+    names = sorted(checks.BUILTIN)
+    history = (
+        _deployments(user).filter(model_version=version).order_by("-deployed_at", "-pk").select_related("promotion")
+    )
+    return {
+        "model_version": version_json(user, version),
+        "evidence": redact_evidence(user, facts),
+        "checks": checks.evaluate(names, version, facts),
+        "authors": {
+            "run_submitted_by": sorted(_usernames(run_author_ids(version))),
+            "commit_author": commit.author or None if commit is not None else None,
+        },
+        "promotions": [
+            promotion_json(user, r, detail=True)
+            for r in _promotions(user).filter(model_version=version).order_by("-created_at", "-pk")[:100]
+        ],
+        "deployments": [deployment_json(d) for d in history[:100]],
+    }
+
+
+def _usernames(ids: set[int]) -> list[str]:
+    from django.contrib.auth import get_user_model
+
+    return list(get_user_model()._default_manager.filter(pk__in=ids).values_list("username", flat=True))
 
 
 def _model_version(user: Any, data: dict[str, Any]) -> ModelVersion:

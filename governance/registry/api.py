@@ -8,7 +8,8 @@
   "environment_digest", "description", "run_id"}`` registers a version (write access to the
   model); versions also come from ingested ``custody_model`` facets.
 - ``GET /models/{name}/versions/{version}``: the version, its producing run, its promotion
-  requests and where it is deployed (``.../evidence`` is the evidence pack: governance.evidence).
+  requests and where it is deployed; ``.../evidence``: its lineage closure (evidence digest,
+  runs, consumed dataset versions and schemas, schema changes), checks and history.
 
 Models the caller cannot see answer 404, as if they did not exist.
 """
@@ -223,3 +224,17 @@ class VersionDetailView(GovernanceView):
 
         row = _version(request, name, version)
         return Response({**version_json(request.user, row), **version_governance(request.user, row)})
+
+
+class VersionEvidenceView(GovernanceView):
+    @extend_schema(
+        operation_id="model_versions_evidence",
+        summary="Evidence of a model version: lineage closure and digest, checks, promotions, deployments",
+        parameters=[NAME, VERSION, NAMESPACE],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    )
+    def get(self, request: Request, name: str, version: str) -> Response:
+        from governance.promotions.api import version_evidence
+
+        row = _version(request, name, version)
+        return Response(version_evidence(request.user, row))

@@ -1,6 +1,5 @@
 """Registry routes, included under ``api/v1/``. Model names may contain '/': the version routes
-come first and the name is matched lazily. ``.../versions/{v}/evidence`` is the evidence pack
-(governance.evidence), built on governance.promotions.evidence.closure."""
+come first and the name is matched lazily."""
 
 from django.urls import re_path
 
@@ -8,6 +7,11 @@ from governance.registry import api
 
 urlpatterns = [
     re_path(r"^models/?$", api.ModelListView.as_view(), name="models"),
+    re_path(
+        r"^models/(?P<name>.+?)/versions/(?P<version>[^/]+)/evidence/?$",
+        api.VersionEvidenceView.as_view(),
+        name="model-version-evidence",
+    ),
     re_path(
         r"^models/(?P<name>.+?)/versions/(?P<version>[^/]+)/?$", api.VersionDetailView.as_view(), name="model-version"
     ),
