@@ -309,6 +309,9 @@ def test_errors_and_routes(world: dict[str, Any]) -> None:
     pack = client.get(URL + "/pack", {"namespace": "fraud"})
     assert pack.status_code == 200 and pack.json()["format"] == "custody.evidence-pack"
     assert client.get(URL + "/pack", {"namespace": "other"}).status_code == 404
+    prov = client.get(URL + "/pack", {"format": "prov"})
+    assert prov.status_code == 200 and ProvDocument.deserialize(content=prov.content.decode(), format="json")
+    assert client.get(URL + "/pack", {"format": "pdf"}).status_code == 400
     # Without format, .../evidence still answers as the registry does.
     legacy = client.get(URL)
     assert legacy.status_code == 200 and "evidence" in legacy.json() and "checks" in legacy.json()
