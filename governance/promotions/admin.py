@@ -50,12 +50,9 @@ def _table(headers: list[str], rows: list[list[Any]]) -> SafeString:
     )
 
 
-class DecisionInline(admin.TabularInline):
-    model = Decision
+class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
-    fields = ("created_at", "user_name", "kind", "role", "reason", "stale", "policy_version")
-    readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -67,8 +64,14 @@ class DecisionInline(admin.TabularInline):
         return can_use_governance_admin(request)
 
 
-class CommentInline(DecisionInline):
-    model = Comment  # type: ignore[assignment]
+class DecisionInline(ReadOnlyInline):
+    model = Decision
+    fields = ("created_at", "user_name", "kind", "role", "reason", "stale", "policy_version")
+    readonly_fields = fields
+
+
+class CommentInline(ReadOnlyInline):
+    model = Comment
     fields = ("created_at", "author_name", "text")
     readonly_fields = fields
 

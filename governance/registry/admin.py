@@ -59,7 +59,7 @@ def lineage_link(node_id: str, label: str = "lineage graph (JSON)") -> SafeStrin
 
 @admin.register(RegisteredModel)
 class RegisteredModelAdmin(SelfGrantGuard, GovernanceReadAdmin):
-    change_form_template = "admin/guardian/model/change_form.html"
+    change_form_template = "admin/guardian/model/change_form.html"  # type: ignore[misc]
     list_display = ("name", "namespace", "updated_at", "created_at")
     list_select_related = ("namespace",)
     list_filter = ("namespace",)
