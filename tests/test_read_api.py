@@ -391,9 +391,12 @@ def test_reads_need_a_token_and_respect_scopes(api, post_event, make_user, token
     post_examples(post_event, AIRFLOW)
     anonymous = APIClient()
     reader = APIClient()
-    reader.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(make_user('reader'), scope='read')}")
+    # Both read everything by role (compliance_officer): what differs is only their token's scope.
+    officer_reader = make_user("reader", roles=("compliance_officer",))
+    reader.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(officer_reader, scope='read')}")
     ingester = APIClient()
-    ingester.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(make_user('ingester'), scope='ingest')}")
+    officer_ingester = make_user("ingester", roles=("compliance_officer",))
+    ingester.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(officer_ingester, scope='ingest')}")
     for path in READ_PATHS:
         response = anonymous.get(path)
         assert response.status_code == 401, path

@@ -77,6 +77,8 @@ class RawEventAdmin(LineageAdmin):
 
     def payload_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The stored payload as JSON, for events too large to show in the page."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied  # no viewing role: refused before anything is looked up
         event = self.get_object(request, unquote(object_id))
         if event is None:
             raise Http404("No such raw event.")
