@@ -80,6 +80,9 @@ class LiveServer:
         else:
             self.manage("migrate", "--no-input", "-v", "0")
         self.manage("create_user", "sdk", "--role", "data_scientist")
+        # As an operator would: data scientists may see the local-file data-source namespace that
+        # the examples read from (their own namespaces they claim by ingesting into them).
+        self.manage("grant", "--group", "data_scientist", "--namespace", "file", "--level", "view")
         self.token = self.manage("create_token", "sdk").splitlines()[-1].strip()
         return self
 

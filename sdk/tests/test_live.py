@@ -114,11 +114,6 @@ def test_sklearn_example_end_to_end(server: LiveServer, script: Script, namespac
         assert f"dataset:{namespace}:models/fraud-detector" in ids
 
 
-@pytest.mark.xfail(
-    reason="server side: an input mention's facets (schema) are not attached to the input's dataset version "
-    "(lineage/ingest/project.py _run_input passes {}); the dataset itself has the schema",
-    strict=False,
-)
 def test_input_dataset_version_carries_its_schema(server: LiveServer, script: Script, namespace: str) -> None:
     script.run("""
         import custody, pandas as pd
