@@ -161,3 +161,14 @@ def test_invalid_facets_are_skipped_without_failing_ingestion(api):
     out["facets"]["custody_model"] = {"name": "", "version": 3}
     assert post(api, "/api/v1/lineage", run_event("fraud", "train", new_run_id(), outputs=[out])).status_code == 201
     assert not ModelVersion.objects.exists()
+
+
+def test_nul_characters_are_refused_not_500(api, scientist):
+    client = client_for(scientist)
+    assert post(client, "/api/v1/models/", {"namespace": "fraud", "name": "ok"}).status_code == 201
+    for path in ("/api/v1/models/a%00b", "/api/v1/promotions/?model=a%00b", "/api/v1/models/ok/versions/v%001"):
+        assert client.get(path).status_code in (400, 404), path
+    bad = post(client, "/api/v1/models/ok/versions/", {"version": "1", "params": {"a": "x\u0000y"}})
+    assert bad.status_code == 400 and "NUL" in bad.json()["detail"]
+    bad = post(client, "/api/v1/promotions/", {"model": "ok", "version": "1", "environment": "p", "reason": "\u0000"})
+    assert bad.status_code == 400

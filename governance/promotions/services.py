@@ -496,6 +496,8 @@ def approve(
     not pending (also when it just expired or went stale), when required checks fail, when the
     caller already decided, or when ``evidence_digest`` (what the approver reviewed) is not the
     request's current one."""
+    if evidence_digest is not None and not isinstance(evidence_digest, str):
+        raise ApiError(400, "evidence_digest must be the request's evidence digest (a string).")
     req = get_request(user, request_id, deciding=True)
     reason = clean_text(reason, "reason")
     role = _decider(user, req, "approve")

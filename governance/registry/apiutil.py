@@ -31,9 +31,29 @@ ERRORS = {
 CONFLICT = OpenApiResponse(description="Refused by the state of things (the detail says why).")
 
 
+def _has_nul(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > 64:
+        return False
+    if isinstance(value, dict):
+        return any(_has_nul(k, depth + 1) or _has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v, depth + 1) for v in value)
+    return False
+
+
 class GovernanceView(APIView):
     """Base of the governance views (authentication, token scopes and error shape come from the
-    project's DRF settings)."""
+    project's DRF settings). Refuses NUL characters anywhere in the path, the query or a JSON body
+    (400): PostgreSQL cannot store them, and they are never meaningful here."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if _has_nul(kwargs) or any(_has_nul(v) for v in request.query_params.values()):
+            raise ApiError(400, "NUL characters are not allowed in the path or the query.")
+        if request.method in ("POST", "PUT", "PATCH") and _has_nul(request.data):
+            raise ApiError(400, "NUL characters cannot be stored; remove them from the body.")
 
 
 def query(name: str, kind: Any, description: str) -> OpenApiParameter:
