@@ -196,7 +196,7 @@ if url.startswith("redis"):
 """
 
 
-def _start_worker(var: Path, broker: str, name: str) -> subprocess.Popen[bytes]:
+def _start_worker(var: Path, broker: str, name: str, queue: str) -> subprocess.Popen[bytes]:
     (var / "worker_app.py").write_text(WORKER_APP)
     log = open(var / f"{name}.log", "wb")  # noqa: SIM115
     return subprocess.Popen(
@@ -217,7 +217,7 @@ def _start_worker(var: Path, broker: str, name: str) -> subprocess.Popen[bytes]:
             "-l",
             "info",
             "-Q",
-            f"q-{var.name}",
+            queue,
         ],
         cwd=ROOT,
         env=_env(var, broker),
@@ -266,6 +266,11 @@ def test_task_killed_mid_run_is_redelivered_without_duplicate_effect(
     for folder in ("queue", "processed", "control"):
         (var / "broker" / folder).mkdir(parents=True, exist_ok=True)
     key = f"kill-{uuid.uuid4().hex}"
+    queue = f"q-{key}"  # a queue of its own: nothing left over from an earlier run is consumed here
+    if broker.startswith("redis"):
+        import redis
+
+        redis.Redis.from_url(broker).flushdb()  # db 11 is this test's: drop unacked leftovers
     sleep_file = tmp_path / "sleep-once"
     sleep_file.write_text("1")
     # The producer: the same broker settings as the worker (the filesystem folders under var/broker).
@@ -280,9 +285,9 @@ def test_task_killed_mid_run_is_redelivered_without_duplicate_effect(
     client.send_task(
         "governance.compliance.tasks.selftest",
         kwargs={"key": key, "sleep": 60, "sleep_file": str(sleep_file)},
-        queue=f"q-{var.name}",
+        queue=queue,
     )
-    first = _start_worker(var, broker, f"w1-{uuid.uuid4().hex[:6]}")
+    first = _start_worker(var, broker, f"w1-{uuid.uuid4().hex[:6]}", queue)
     second = None
     try:
         marker = Path(str(sleep_file) + ".sleeping")
@@ -297,7 +302,7 @@ def test_task_killed_mid_run_is_redelivered_without_duplicate_effect(
                 "import django; django.setup();"
                 "from datetime import timedelta;"
                 "from governance.celery import app;"
-                f"app.conf.task_default_queue = 'q-{var.name}';"
+                f"app.conf.task_default_queue = '{queue}';"
                 "from governance.compliance.idempotency import requeue_stalled;"
                 "print(requeue_stalled(timedelta(0)))"
             )
@@ -310,10 +315,10 @@ def test_task_killed_mid_run_is_redelivered_without_duplicate_effect(
                 timeout=60,
             )
             assert out.stdout.strip().endswith(b"1")
-        second = _start_worker(var, broker, f"w2-{uuid.uuid4().hex[:6]}")
-        _wait(lambda: _effects(var, key)[1], 60, "the redelivered task to finish", var)
+        second = _start_worker(var, broker, f"w2-{uuid.uuid4().hex[:6]}", queue)
+        _wait(lambda: _effects(var, key)[1], 120, "the redelivered task to finish", var)
         # A duplicate delivery after success is a no-op.
-        client.send_task("governance.compliance.tasks.selftest", kwargs={"key": key}, queue=f"q-{var.name}")
+        client.send_task("governance.compliance.tasks.selftest", kwargs={"key": key}, queue=queue)
         time.sleep(2)
         assert _effects(var, key) == (1, True)
     finally:
