@@ -11,6 +11,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -62,6 +63,9 @@ def visible_findings(user: Any) -> Any:
 
 
 class FindingList(APIView):
+    serializer_class = FindingSerializer  # documents the API schema
+
+    @extend_schema(operation_id="findings_list", responses=FindingSerializer(many=True))
     def get(self, request: Request) -> Response:
         qs = visible_findings(request.user)
         for name in ("status", "severity", "rule_id"):
@@ -76,6 +80,8 @@ class FindingList(APIView):
 
 
 class FindingDetail(APIView):
+    serializer_class = FindingSerializer  # documents the API schema
+
     def get(self, request: Request, pk: int) -> Response:
         finding = visible_findings(request.user).filter(pk=pk).first()
         if finding is None:
@@ -128,8 +134,10 @@ class LegalHoldSerializer(serializers.ModelSerializer):
 
 
 class LegalHoldList(APIView):
+    serializer_class = LegalHoldSerializer  # documents the API schema
     permission_classes = [*APIView.permission_classes, OfficerOnly]
 
+    @extend_schema(operation_id="legal_holds_list", responses=LegalHoldSerializer(many=True))
     def get(self, request: Request) -> Response:
         return Response(LegalHoldSerializer(LegalHold.objects.order_by("-id"), many=True).data)
 
@@ -143,6 +151,7 @@ class LegalHoldList(APIView):
 
 
 class LegalHoldRelease(APIView):
+    serializer_class = LegalHoldSerializer  # documents the API schema
     permission_classes = [*APIView.permission_classes, OfficerOnly]
 
     def post(self, request: Request, pk: int) -> Response:
