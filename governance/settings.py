@@ -107,8 +107,9 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------------------
 DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{VAR_DIR / 'custody.sqlite3'}",
+    "default": dj_database_url.parse(
+        # An empty DATABASE_URL means "not set": the embedded SQLite default.
+        os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'custody.sqlite3'}",
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
     )
 }
