@@ -178,6 +178,8 @@ SPECTACULAR_SETTINGS = {
 CUSTODY_MAX_EVENT_BYTES = env_int("CUSTODY_MAX_EVENT_BYTES", 36 * 1024 * 1024)
 # Largest accepted batch body, after decompression (bytes).
 CUSTODY_MAX_BATCH_BYTES = env_int("CUSTODY_MAX_BATCH_BYTES", 64 * 1024 * 1024)
+# A namespace nobody holds yet is granted to whoever first ingests into it (self-service teams).
+CUSTODY_CLAIM_NEW_NAMESPACES = env_bool("CUSTODY_CLAIM_NEW_NAMESPACES", True)
 # Lineage traversal bounds.
 CUSTODY_LINEAGE_MAX_DEPTH = env_int("CUSTODY_LINEAGE_MAX_DEPTH", 50)
 CUSTODY_LINEAGE_NODE_LIMIT = env_int("CUSTODY_LINEAGE_NODE_LIMIT", 5000)
