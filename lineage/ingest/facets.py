@@ -28,7 +28,3 @@ def merge_facets(facets: dict[str, Any], times: dict[str, str], new: dict[str, A
         times[key] = stamp
         changed = True
     return changed
-
-
-def newer_or_equal(at: datetime, than: datetime | None) -> bool:
-    return than is None or at >= than

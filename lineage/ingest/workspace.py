@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -495,7 +494,3 @@ def commit_key(job_facets: dict[str, Any], run_facets: dict[str, Any]) -> tuple[
 
 def _s(value: Any) -> str:
     return value if isinstance(value, str) else ""
-
-
-def edges_of(workspace: Workspace, job_pk: int, source: int) -> Iterable[JobDatasetEdge]:
-    return (e for e in workspace.edges[job_pk] if e.source == source)
