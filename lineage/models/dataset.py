@@ -4,6 +4,7 @@ import uuid
 
 from django.db import models
 
+from lineage.models.fields import DocumentField
 from lineage.models.namespace import Namespace
 
 
@@ -16,10 +17,10 @@ class Dataset(models.Model):
     physical_name = models.CharField(max_length=1024, blank=True, default="")
     source_name = models.CharField(max_length=1024, blank=True, default="")
     description = models.TextField(blank=True, default="")
-    fields = models.JSONField(default=list, help_text="Current schema: the newest version's fields.")
-    tags = models.JSONField(default=list)
-    facets = models.JSONField(default=dict, help_text="Newest value of every facet ever reported.")
-    facet_times = models.JSONField(default=dict)
+    fields = DocumentField(default=list, help_text="Current schema: the newest version's fields.")
+    tags = DocumentField(default=list)
+    facets = DocumentField(default=dict, help_text="Newest value of every facet ever reported.")
+    facet_times = DocumentField(default=dict)
     current_version = models.ForeignKey(
         "lineage.DatasetVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -67,11 +68,11 @@ class DatasetVersion(models.Model):
     run = models.ForeignKey(
         "lineage.Run", null=True, blank=True, on_delete=models.PROTECT, related_name="produced_versions"
     )
-    fields = models.JSONField(default=list)
+    fields = DocumentField(default=list)
     schema_digest = models.CharField(max_length=64, blank=True, default="")
     schema_event_time = models.DateTimeField(null=True, blank=True)
-    facets = models.JSONField(default=dict)
-    facet_times = models.JSONField(default=dict)
+    facets = DocumentField(default=dict)
+    facet_times = DocumentField(default=dict)
     lifecycle_state = models.CharField(max_length=32, blank=True, default="")
 
     class Meta:
@@ -95,7 +96,7 @@ class SchemaChange(models.Model):
     from_version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="+")
     to_version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="schema_changes_in")
     level = models.CharField(max_length=8, choices=Level.choices)
-    changes = models.JSONField(default=list)
+    changes = DocumentField(default=list)
     explanation = models.TextField()
     created_at = models.DateTimeField()
 

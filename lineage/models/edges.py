@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.db import models
 
 from lineage.models.dataset import Dataset, DatasetVersion
+from lineage.models.fields import DocumentField
 from lineage.models.job import Job, Run
 
 
@@ -15,8 +16,8 @@ class RunInput(models.Model):
         DatasetVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="consumed_by"
     )
     first_seen_at = models.DateTimeField()
-    facets = models.JSONField(default=dict, help_text="inputFacets, newest value of each.")
-    facet_times = models.JSONField(default=dict)
+    facets = DocumentField(default=dict, help_text="inputFacets, newest value of each.")
+    facet_times = DocumentField(default=dict)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "dataset"], name="uniq_run_input")]
@@ -33,8 +34,8 @@ class RunOutput(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="produced_by")
     version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="written_by")
     first_seen_at = models.DateTimeField()
-    facets = models.JSONField(default=dict, help_text="outputFacets, newest value of each.")
-    facet_times = models.JSONField(default=dict)
+    facets = DocumentField(default=dict, help_text="outputFacets, newest value of each.")
+    facet_times = DocumentField(default=dict)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "dataset"], name="uniq_run_output")]
@@ -101,7 +102,7 @@ class ColumnLineage(models.Model):
     field = models.CharField(max_length=1024)
     input_dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="column_lineage_out")
     input_field = models.CharField(max_length=1024)
-    transformations = models.JSONField(default=list)
+    transformations = DocumentField(default=list)
     transformation_description = models.TextField(blank=True, default="")
     transformation_type = models.CharField(max_length=64, blank=True, default="")
     run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -17,7 +17,21 @@ def _as_is(text: Any) -> str:
     return str(text)
 
 
-class StoredJSONField(models.JSONField):
+class DocumentField(models.JSONField):
+    """A JSON column that bulk inserts bind one value per placeholder.
+
+    On PostgreSQL, Django's ``bulk_create`` otherwise sends each column as one array
+    (``UNNEST(%s::jsonb[])``), and psycopg's client-side binding escapes every element of a text
+    array in Python, character class by character class: a third of the CPU of a batch of
+    OpenLineage events went there. Defining ``get_placeholder`` (a documented Field hook) makes
+    Django fall back to a plain ``VALUES (...), (...)`` list, whose scalar parameters psycopg
+    escapes in C."""
+
+    def get_placeholder(self, value: Any, compiler: Any, connection: Any) -> str:
+        return "%s"
+
+
+class StoredJSONField(DocumentField):
     """A JSONField that also accepts :class:`JSONText` and stores it without re-serialising."""
 
     def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:

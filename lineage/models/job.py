@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.db import models
 
 from lineage.models.code import CodeCommit
+from lineage.models.fields import DocumentField
 from lineage.models.namespace import Namespace
 
 
@@ -14,8 +15,8 @@ class Job(models.Model):
     type = models.CharField(max_length=32, default="BATCH")
     description = models.TextField(blank=True, default="")
     location = models.CharField(max_length=2048, blank=True, default="")
-    facets = models.JSONField(default=dict)
-    facet_times = models.JSONField(default=dict)
+    facets = DocumentField(default=dict)
+    facet_times = DocumentField(default=dict)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
     parent_rank = models.CharField(
         max_length=2100, blank=True, default="", help_text="Event time and identity of the newest parent reference."
@@ -48,7 +49,7 @@ class Run(models.Model):
     run_id = models.CharField(max_length=255, unique=True, help_text="The producer's runId (usually a UUID).")
     job = models.ForeignKey(Job, on_delete=models.PROTECT, related_name="runs")
     state = models.CharField(max_length=16, choices=State.choices, default=State.NEW)
-    state_rank = models.JSONField(default=list, help_text="Sort key of the event that set the state.")
+    state_rank = DocumentField(default=list, help_text="Sort key of the event that set the state.")
     first_event_time = models.DateTimeField(db_index=True)
     last_event_time = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
@@ -60,8 +61,8 @@ class Run(models.Model):
     parent_job_namespace = models.CharField(max_length=1024, blank=True, default="")
     parent_job_name = models.CharField(max_length=1024, blank=True, default="")
     code_commit = models.ForeignKey(CodeCommit, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
-    facets = models.JSONField(default=dict)
-    facet_times = models.JSONField(default=dict)
+    facets = DocumentField(default=dict)
+    facet_times = DocumentField(default=dict)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 
