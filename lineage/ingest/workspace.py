@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db import connections, models, router
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from lineage.ingest.event import ParsedEvent
+from lineage.ingest.rows import Table
 from lineage.models import (
     CodeCommit,
     ColumnLineage,
@@ -139,9 +141,7 @@ class Workspace:
         self._load_namespaces(names, events)
         self.jobs = self._create_and_lock(Job, first_seen["job"], {})
         self._load_runs(run_jobs)
-        self.parent_run_pks = dict(
-            Run.objects.filter(run_id__in=parent_run_ids - set(self.runs)).values_list("run_id", "id")
-        )
+        self._load_parent_runs(parent_run_ids)
         self.datasets = self._create_and_lock(Dataset, first_seen["dataset"], {"physical_name": None})
         self._load_versions(events)
         self._load_run_io()
@@ -150,49 +150,62 @@ class Workspace:
         self._load_edges(events)
 
     def _load_namespaces(self, names: set[str], events: list[ParsedEvent]) -> None:
-        earliest = min((e.event_time for e in events), default=self.now)
-        found = {ns.name: ns for ns in Namespace.objects.filter(name__in=names)}
+        table = Table.of(Namespace)
+        found = {ns.name: ns for ns in table.select(*table.any_of("name", names))}
         missing = sorted(names - found.keys())
         if missing:
-            Namespace.objects.bulk_create(
-                [Namespace(name=n, created_at=earliest, updated_at=earliest) for n in missing], ignore_conflicts=True
+            earliest = min((e.event_time for e in events), default=self.now)
+            table.insert(
+                [Namespace(name=n, created_at=earliest, updated_at=earliest) for n in missing], conflicts="ignore"
             )
-            found.update({ns.name: ns for ns in Namespace.objects.filter(name__in=missing)})
+            found.update({ns.name: ns for ns in table.select(*table.any_of("name", missing))})
         self.namespaces = found
 
     def _create_and_lock(self, model: type[M], first_seen: dict[Key, datetime], extra: dict[str, Any]) -> dict[Key, M]:
-        """Insert the rows that do not exist yet, then lock all of them in identifier order."""
+        """Lock the rows in identifier order; if some do not exist yet, insert them (in the same
+        order, skipping any a concurrent batch just created) and lock again."""
         if not first_seen:
             return {}
-        ns_ids = {self.namespaces[ns].pk for ns, _ in first_seen}
-        names = {name for _, name in first_seen}
-        manager = model._default_manager
-        existing = set(manager.filter(namespace_id__in=ns_ids, name__in=names).values_list("namespace__name", "name"))
-        missing = sorted(set(first_seen) - existing)
+        result = self._lock_named(model, first_seen)
+        missing = sorted(set(first_seen) - result.keys())
         if missing:
             rows = []
             for ns, name in missing:
                 at = first_seen[(ns, name)]
                 values = {k: (name if v is None else v) for k, v in extra.items()}
                 rows.append(model(namespace=self.namespaces[ns], name=name, created_at=at, updated_at=at, **values))
-            manager.bulk_create(rows, ignore_conflicts=True)
-        locked = (
-            manager.select_for_update().filter(namespace_id__in=ns_ids, name__in=names).order_by("namespace_id", "name")
+            Table.of(model).insert(rows, conflicts="ignore")
+            result = self._lock_named(model, first_seen)
+        return result
+
+    def _lock_named(self, model: type[M], wanted: dict[Key, datetime]) -> dict[Key, M]:
+        table = Table.of(model)
+        ns_sql, ns_params = table.any_of("namespace_id", {self.namespaces[ns].pk for ns, _ in wanted})
+        name_sql, name_params = table.any_of("name", {name for _, name in wanted})
+        rows = table.select(
+            f"{ns_sql} AND {name_sql}",
+            ns_params + name_params,
+            lock=True,
+            order_by=f"{table.column('namespace_id')}, {table.column('name')}",
         )
         by_ns = {ns.pk: ns for ns in self.namespaces.values()}
         result: dict[Key, M] = {}
-        for row in locked:
+        for row in rows:
             row.namespace = by_ns[row.namespace_id]  # type: ignore[attr-defined]
             key = (row.namespace.name, row.name)  # type: ignore[attr-defined]
-            if key in first_seen:
+            if key in wanted:
                 result[key] = row
         return result
+
+    def _lock_runs(self, run_ids: Iterable[str]) -> list[Run]:
+        table = Table.of(Run)
+        return table.select(*table.any_of("run_id", run_ids), lock=True, order_by=table.column("run_id"))
 
     def _load_runs(self, run_jobs: dict[str, tuple[Key, datetime]]) -> None:
         if not run_jobs:
             return
-        existing = set(Run.objects.filter(run_id__in=run_jobs).values_list("run_id", flat=True))
-        missing = sorted(set(run_jobs) - existing)
+        runs = self._lock_runs(run_jobs)
+        missing = sorted(set(run_jobs) - {run.run_id for run in runs})
         if missing:
             rows = []
             for run_id in missing:
@@ -207,9 +220,10 @@ class Workspace:
                         updated_at=self.now,
                     )
                 )
-            Run.objects.bulk_create(rows, ignore_conflicts=True)
+            Table.of(Run).insert(rows, conflicts="ignore")
+            runs = self._lock_runs(run_jobs)
         jobs_by_pk = {job.pk: job for job in self.jobs.values()}
-        for run in Run.objects.select_for_update().filter(run_id__in=run_jobs).order_by("run_id"):
+        for run in runs:
             expected = self.jobs[run_jobs[run.run_id][0]]
             if run.job_id != expected.pk and run.run_id in missing:
                 raise RunJobConflict(run.run_id)
@@ -218,6 +232,18 @@ class Workspace:
         created = {r for r in missing if r in self.runs and self.runs[r].created_at == self.now}
         self.fresh_runs = set(created)
         self.new_run_ids = set(created)
+
+    def _load_parent_runs(self, parent_run_ids: set[str]) -> None:
+        wanted = parent_run_ids - set(self.runs)
+        if not wanted:
+            return
+        table = Table.of(Run)
+        where, params = table.any_of("run_id", wanted)
+        with table.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {table.column('run_id')}, {table.column('id')} FROM {table.name} WHERE {where}", params
+            )
+            self.parent_run_pks = dict(cursor.fetchall())
 
     def _load_versions(self, events: list[ParsedEvent]) -> None:
         wanted: set[tuple[int, str]] = set()
@@ -233,12 +259,15 @@ class Workspace:
                         label = run_output_label(mention.namespace, mention.name, event.run_id)
                         wanted.add((self.datasets[mention.key].pk, label))
         current = {d.current_version_id for d in self.datasets.values() if d.current_version_id}
-        query = Q(pk__in=current)
-        if wanted:
-            query |= Q(dataset_id__in={d for d, _ in wanted}, version__in={v for _, v in wanted})
         if not current and not wanted:
             return
-        for version in DatasetVersion.objects.filter(query):
+        table = Table.of(DatasetVersion)
+        where, params = table.any_of("id", current)
+        if wanted:
+            ds_sql, ds_params = table.any_of("dataset_id", {d for d, _ in wanted})
+            v_sql, v_params = table.any_of("version", {v for _, v in wanted})
+            where, params = f"{where} OR ({ds_sql} AND {v_sql})", params + ds_params + v_params
+        for version in table.select(where, params):
             self.versions[(version.dataset_id, version.version)] = version
             self.versions_by_pk[version.pk] = version
 
@@ -246,9 +275,10 @@ class Workspace:
         run_pks = [run.pk for run in self.runs.values()]
         if not run_pks:
             return
-        for read in RunInput.objects.filter(run_id__in=run_pks):
+        inputs, outputs = Table.of(RunInput), Table.of(RunOutput)
+        for read in inputs.select(*inputs.any_of("run_id", run_pks)):
             self.run_inputs[(read.run_id, read.dataset_id)] = read
-        for wrote in RunOutput.objects.filter(run_id__in=run_pks):
+        for wrote in outputs.select(*outputs.any_of("run_id", run_pks)):
             self.run_outputs[(wrote.run_id, wrote.dataset_id)] = wrote
 
     def _load_column_lineage(self, events: list[ParsedEvent]) -> None:
@@ -256,13 +286,21 @@ class Workspace:
         for dataset_pk in targets:
             self.column_lineage[dataset_pk] = {}
         if targets:
-            for row in ColumnLineage.objects.filter(dataset_id__in=targets):
+            table = Table.of(ColumnLineage)
+            for row in table.select(*table.any_of("dataset_id", targets)):
                 self.column_lineage[row.dataset_id][(row.field, row.input_dataset_id, row.input_field)] = row
 
     def _load_commits(self, keys: set[tuple[str, str]]) -> None:
         if keys:
-            query = CodeCommit.objects.filter(repo_url__in={k[0] for k in keys}, sha__in={k[1] for k in keys})
-            self.commits = {(c.repo_url, c.sha): c for c in query}
+            self.commits = {(c.repo_url, c.sha): c for c in self._select_commits(keys)}
+
+    @staticmethod
+    def _select_commits(keys: Iterable[tuple[str, str]]) -> list[CodeCommit]:
+        table = Table.of(CodeCommit)
+        keys = list(keys)
+        repo_sql, repo_params = table.any_of("repo_url", {k[0] for k in keys})
+        sha_sql, sha_params = table.any_of("sha", {k[1] for k in keys})
+        return table.select(f"{repo_sql} AND {sha_sql}", repo_params + sha_params)
 
     def _load_edges(self, events: list[ParsedEvent]) -> None:
         jobs = {self.jobs[(e.job_namespace, e.job_name)] for e in events if e.kind != "DatasetEvent"}
@@ -270,8 +308,12 @@ class Workspace:
             return
         run_jobs = {run.job_id for run in self.runs.values()}
         earliest = min([e.event_time for e in events] + [r.first_event_time for r in self.runs.values()])
-        query = JobDatasetEdge.objects.filter(job_id__in=[j.pk for j in jobs]).filter(
-            Q(valid_to__isnull=True) | Q(valid_to__gte=earliest)
+        table = Table.of(JobDatasetEdge)
+        job_sql, job_params = table.any_of("job_id", sorted(j.pk for j in jobs))
+        valid_to = table.column("valid_to")
+        query = table.select(
+            f"{job_sql} AND ({valid_to} IS NULL OR {valid_to} >= %s)",
+            [*job_params, table.prep("valid_to", earliest)],
         )
         for edge in query:
             self.edges[edge.job_id].append(edge)
@@ -279,7 +321,8 @@ class Workspace:
         known = {run.pk: run for run in self.runs.values()}
         missing = latest_ids - known.keys()
         if missing:
-            known.update({run.pk: run for run in Run.objects.filter(pk__in=missing)})
+            runs = Table.of(Run)
+            known.update({run.pk: run for run in runs.select(*runs.any_of("id", missing))})
         for job in jobs:
             if job.latest_run_id in known:
                 self.latest_runs[job.pk] = known[job.latest_run_id]
@@ -434,8 +477,7 @@ class Workspace:
         missing: list[Any] = [c for c in self.new.get(CodeCommit, []) if c.pk is None]
         if not missing:
             return
-        query = CodeCommit.objects.filter(repo_url__in={c.repo_url for c in missing}, sha__in={c.sha for c in missing})
-        stored = {(c.repo_url, c.sha): c for c in query}
+        stored = {(c.repo_url, c.sha): c for c in self._select_commits((c.repo_url, c.sha) for c in missing)}
         for commit in missing:
             commit.pk = stored[(commit.repo_url, commit.sha)].pk
 
