@@ -9,17 +9,45 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 LEVEL_ORDER = {"PATCH": 0, "MINOR": 1, "MAJOR": 2}
+_DIGEST_CHUNK = 4096  # fields serialised per step when hashing a schema
+
+
+class _Fields(list[dict[str, Any]]):
+    """The normalised fields of one schema facet object (a plain list to everything else).
+
+    Remembers the facet it was made from and its digest, so the dataset and its version (which
+    hold the same facet object) share one list instead of each building a copy: a schema facet can
+    have 100k+ fields. Pickles and copies as a plain list."""
+
+    __slots__ = ("__weakref__", "digest", "source")
+    source: dict[str, Any]
+    digest: str | None
+
+    def __reduce__(self) -> Any:
+        return (list, (list(self),))
+
+
+# id(facet) -> its normalised fields, for as long as someone holds that list (which holds the facet,
+# so the id cannot be reused meanwhile).
+_normalised: weakref.WeakValueDictionary[int, _Fields] = weakref.WeakValueDictionary()
 
 
 def normalise_fields(schema_facet: Any) -> list[dict[str, Any]]:
-    """Flatten the facet's (possibly nested) fields into [{name, type, description, nullable?, tags}]."""
+    """Flatten the facet's (possibly nested) fields into [{name, type, description, nullable?, tags}].
+
+    The same facet object gives the same list back while that list is alive: treat it as read-only."""
     if not isinstance(schema_facet, dict):
         return []
-    out: list[dict[str, Any]] = []
+    cached = _normalised.get(id(schema_facet))
+    if cached is not None and cached.source is schema_facet:
+        return cached
+    out = _Fields()
+    out.source, out.digest = schema_facet, None
 
     def walk(fields: Any, prefix: str) -> None:
         if not isinstance(fields, list):
@@ -27,7 +55,7 @@ def normalise_fields(schema_facet: Any) -> list[dict[str, Any]]:
         for item in fields:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 continue
-            name = f"{prefix}{item['name']}"
+            name = f"{prefix}{item['name']}" if prefix else item["name"]
             entry: dict[str, Any] = {
                 "name": name,
                 "type": str(item.get("type") or ""),
@@ -40,11 +68,24 @@ def normalise_fields(schema_facet: Any) -> list[dict[str, Any]]:
             walk(item.get("fields"), f"{name}.")
 
     walk(schema_facet.get("fields"), "")
+    _normalised[id(schema_facet)] = out
     return out
 
 
 def schema_digest(fields: list[dict[str, Any]]) -> str:
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    """SHA-256 of the fields' sorted-keys compact JSON, hashed a slice of fields at a time (the
+    JSON of a list is its items' JSON joined by commas in brackets) so it is never whole in memory."""
+    if isinstance(fields, _Fields) and fields.digest is not None:
+        return fields.digest
+    h = hashlib.sha256(b"[")
+    for start in range(0, len(fields), _DIGEST_CHUNK):
+        part = json.dumps(fields[start : start + _DIGEST_CHUNK], sort_keys=True, separators=(",", ":"))
+        h.update((part[1:-1] if start == 0 else "," + part[1:-1]).encode())
+    h.update(b"]")
+    digest = h.hexdigest()
+    if isinstance(fields, _Fields):
+        fields.digest = digest
+    return digest
 
 
 @dataclass(frozen=True)
