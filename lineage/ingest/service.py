@@ -46,14 +46,22 @@ class _Prepared:
     event: ParsedEvent
     digest: str
     size: int
-    text: JSONText  # the canonical JSON the digest was computed over: stored as the payload
+    # The canonical JSON the digest was computed over: stored as the payload. Dropped once stored
+    # (None), so it is not alive beside the projection; rebuilt from the event if needed again.
+    text: JSONText | None
 
 
 def decode_json(body: bytes | bytearray) -> Any:
+    """The JSON value of a request body. A bytearray is consumed: emptied once decoded to text, so
+    the body is not alive beside the decoded value (the caller keeps nothing of it)."""
     if not body.strip():
         raise MalformedBody("Request body is empty; expected a JSON document.")
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        # What json.loads does with bytes, in two steps so the body can go before parsing.
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+        if isinstance(body, bytearray):
+            del body[:]
+        return json.loads(text, parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
         raise MalformedBody(f"Request body is not UTF-8 text: {exc.reason} at byte {exc.start}.") from exc
     except json.JSONDecodeError as exc:
@@ -71,22 +79,29 @@ def prepare(index: int, value: Any, size: int | None = None) -> _Prepared:
         text = canonical_json(value)
     except ValueError as exc:
         raise MalformedBody("A number in the event is out of range (infinite or NaN).") from exc
-    try:
-        encoded = text.encode("utf-8")
-    except UnicodeEncodeError:
-        encoded = text.encode("utf-8", "surrogatepass")
-        unstorable = True
-    else:
-        unstorable = "\\u0000" in text
-    if unstorable:
+    digest, encodable = _utf8_digest(text)
+    if not encodable or "\\u0000" in text:
         where = find_unstorable_string(value)
         if where is not None:
             raise InvalidEvent("contains a NUL character or an unpaired surrogate, which cannot be stored", field=where)
-    digest = hashlib.sha256(encoded).hexdigest()
-    del encoded
     return _Prepared(
         index=index, event=event, digest=digest, size=size if size is not None else len(text), text=JSONText(text)
     )
+
+
+def _utf8_digest(text: str, step: int = 1 << 20) -> tuple[str, bool]:
+    """SHA-256 of the UTF-8 encoding of ``text`` (lone surrogates encoded as such), one slice at a
+    time so the encoding is never whole in memory beside the text; and whether it was encodable."""
+    h = hashlib.sha256()
+    encodable = True
+    for start in range(0, len(text), step):
+        part = text[start : start + step]
+        try:
+            h.update(part.encode("utf-8"))
+        except UnicodeEncodeError:
+            h.update(part.encode("utf-8", "surrogatepass"))
+            encodable = False
+    return h.hexdigest(), encodable
 
 
 def ingest(values: list[Any], user: Any = None, sizes: list[int] | None = None, auth: Any = None) -> list[Outcome]:
@@ -208,6 +223,7 @@ def _with_payloads(rows: list[tuple[_Prepared, RawEvent]]) -> list[tuple[_Prepar
     """Stored from the canonical text; receivers of the signal get the decoded event back."""
     for item, raw in rows:
         raw.payload = item.event.payload
+        item.text = None  # stored: free it before projecting (a retry rebuilds it)
     return rows
 
 
@@ -225,6 +241,6 @@ def _raw_event(item: _Prepared, user: Any, now: Any) -> RawEvent:
         producer=event.producer,
         schema_url=event.schema_url,
         size_bytes=item.size,
-        payload=item.text,
+        payload=item.text if item.text is not None else JSONText(canonical_json(event.payload)),
         submitted_by=user if getattr(user, "pk", None) else None,
     )
