@@ -28,6 +28,8 @@ from typing import Any
 
 from bench import common
 
+SHOW_SQL = os.environ.get("BENCH_SHOW_SQL", "")  # a regex over statement kinds: print one example of each
+
 
 def _setup(database: str) -> None:
     os.environ.update(common.server_env(database, ALLOWED_HOSTS="testserver,127.0.0.1"))
@@ -43,6 +45,7 @@ def _statement_kinds(run: Callable[[], Any], ops: int) -> tuple[int, list[tuple[
     with CaptureQueriesContext(connection) as captured:
         run()
     kinds: collections.Counter[str] = collections.Counter()
+    shown: set[str] = set()
     for q in captured.captured_queries:
         sql = q["sql"]
         if sql.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")):
@@ -53,6 +56,9 @@ def _statement_kinds(run: Callable[[], Any], ops: int) -> tuple[int, list[tuple[
         if m and m.group(1) == "SELECT" and " FOR UPDATE" in sql:
             kind += " FOR UPDATE"
         kinds[kind] += 1
+        if SHOW_SQL and re.search(SHOW_SQL, kind) and kind not in shown:
+            shown.add(kind)
+            print(f"  [{kind}] {sql[:600]}")
     return len(captured.captured_queries), [(k, v) for k, v in kinds.most_common()]
 
 
