@@ -818,3 +818,133 @@ def test_as_of_fields_of_a_dataset_that_has_no_versions(api, post_event):
     assert [f["name"] for f in api.get(path, {"asOf": "2024-06-01T00:00:00Z"}).json()["fields"]] == ["x", "y"]
     graph = lineage(api, "job:tests:read", asOf="2024-06-01T00:00:00Z")
     assert [f["name"] for f in nodes(graph)["dataset:src:feed"]["data"]["fields"]] == ["x", "y"]
+
+
+# --- the graph renderer renders what the dataset and job reads do ---------------------------------------
+
+
+def _reference_graph_json(traversal: Any, redactor: Any, as_of: Any) -> dict[str, Any]:
+    """The entity graph as first written: node data from ``datasets_json`` and ``jobs_json`` over
+    model instances. ``lineage_graph_json`` renders it from plain values, and must not differ."""
+    from lineage.access import redacted_node_id
+    from lineage.api.marquez import _attach_edges, _placeholder, datasets_json, jobs_json
+    from lineage.graph import DATASET, JOB, JobIO
+    from lineage.models import Dataset, Job
+
+    visibility = redactor.visibility
+    dataset_rows = {
+        d.pk: d
+        for d in Dataset.objects.filter(pk__in=traversal.kinds(DATASET)).select_related("namespace", "current_version")
+    }
+    job_rows = {j.pk: j for j in Job.objects.filter(pk__in=traversal.kinds(JOB)).select_related("namespace", "parent")}
+    visible_datasets = [d for d in dataset_rows.values() if visibility.sees(d.namespace_id)]
+    visible_jobs = [j for j in job_rows.values() if visibility.sees(j.namespace_id)]
+    io = {j.pk: JobIO() for j in visible_jobs}
+    for origin, destination in traversal.edges:
+        if origin[0] == DATASET and destination[1] in io and destination[0] == JOB:
+            d = dataset_rows.get(origin[1])
+            if d is not None:
+                io[destination[1]].inputs.append((d.namespace_id, d.namespace.name, d.pk, d.name))
+        elif origin[0] == JOB and origin[1] in io and destination[0] == DATASET:
+            d = dataset_rows.get(destination[1])
+            if d is not None:
+                io[origin[1]].outputs.append((d.namespace_id, d.namespace.name, d.pk, d.name))
+    for row in io.values():
+        row.inputs.sort(key=lambda ref: (ref[1], ref[3]))
+        row.outputs.sort(key=lambda ref: (ref[1], ref[3]))
+    rendered = datasets_json(visible_datasets, redactor, as_of=as_of, facets=False, symlinks=False)
+    dataset_data = dict(zip([d.pk for d in visible_datasets], rendered, strict=True))
+    rendered = jobs_json(visible_jobs, redactor, as_of=as_of, io=io, facets=False)
+    job_data = dict(zip([j.pk for j in visible_jobs], rendered, strict=True))
+    graph_nodes: dict[Any, dict[str, Any]] = {}
+    for key in traversal.nodes:
+        kind, pk = key
+        if kind == DATASET and pk in dataset_data:
+            d = dataset_rows[pk]
+            graph_nodes[key] = {
+                "id": f"dataset:{d.namespace.name}:{d.name}",
+                "type": "DATASET",
+                "data": dataset_data[pk],
+                "inEdges": [],
+                "outEdges": [],
+            }
+        elif kind == JOB and pk in job_data:
+            j = job_rows[pk]
+            graph_nodes[key] = {
+                "id": f"job:{j.namespace.name}:{j.name}",
+                "type": "JOB",
+                "data": job_data[pk],
+                "inEdges": [],
+                "outEdges": [],
+            }
+        else:
+            graph_nodes[key] = _placeholder(kind, redacted_node_id(kind, pk))
+    return {"graph": _attach_edges(graph_nodes, traversal), "truncated": traversal.truncated}
+
+
+def test_graph_nodes_render_exactly_as_the_dataset_and_job_reads_do(api, post_event):
+    from datetime import UTC, datetime
+
+    from lineage.access import EVERYTHING, Visibility
+    from lineage.api.marquez import Redactor, lineage_graph_json
+    from lineage.graph import NodeRef, entity_lineage
+    from lineage.models import Dataset, Job
+
+    post_examples(post_event, AIRFLOW)
+    _secret_chain(post_event)
+    # A parent run, a code commit, run facets and an input change (a closed edge) for asOf.
+    event = run_event("build", uid(9), "2024-01-01T00:00:00.123456Z", [ds("public", "dst")], [ds("code", "artifact")])
+    event["run"]["facets"]["parent"] = {
+        "_producer": PRODUCER,
+        "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/ParentRunFacet.json",
+        "run": {"runId": uid(2)},
+        "job": {"namespace": "public", "name": "publish"},
+    }
+    event["job"]["facets"]["sourceCodeLocation"] = {
+        "_producer": PRODUCER,
+        "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/SourceCodeLocationJobFacet.json",
+        "type": "git",
+        "url": "https://github.com/acme/etl/blob/abc123/build.py",
+        "repoUrl": "https://github.com/acme/etl.git",
+        "version": "abc123",
+    }
+    start = dict(event, eventType="START", eventTime="2024-01-01T00:00:00.5Z")
+    post_all(post_event, [start, event])
+    later = run_event("build", uid(10), "2024-03-01T00:00:00Z", [ds("public", "src")], [ds("code", "artifact")])
+    post_all(post_event, [later])
+    starts = [("dataset", d) for d in Dataset.objects.values_list("pk", flat=True)]
+    starts += [("job", j) for j in Job.objects.values_list("pk", flat=True)]
+    visibilities = [EVERYTHING, Visibility(frozenset(hide_secret(None)))]
+    instants = [None, datetime(2024, 1, 1, 0, 30, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)]
+    compared = 0
+    for kind, pk in starts:
+        for as_of in instants:
+            for depth in (2, 20):
+                traversal = entity_lineage(NodeRef(kind, pk, 0), depth=depth, limit=50, as_of=as_of)
+                for visibility in visibilities:
+                    expected = _reference_graph_json(traversal, Redactor(visibility), as_of)
+                    got = lineage_graph_json(traversal, Redactor(visibility), as_of=as_of)
+                    assert json.dumps(got) == json.dumps(expected), (kind, pk, as_of, depth)
+                    compared += 1
+    assert compared > 100
+
+
+def test_iso_time_writes_timestamps_as_ts_does(db):
+    from datetime import UTC, datetime
+
+    from lineage.api.marquez import IsoTime, iso, ts
+    from lineage.models import Namespace
+
+    instants = [
+        datetime(2024, 1, 1, 0, 0, tzinfo=UTC),
+        datetime(2024, 1, 1, 23, 59, 59, 1, tzinfo=UTC),
+        datetime(1999, 12, 31, 12, 30, 5, 500000, tzinfo=UTC),
+        datetime(2024, 6, 30, 8, 7, 6, 999999, tzinfo=UTC),
+    ]
+    for n, instant in enumerate(instants):
+        Namespace.objects.create(name=f"iso{n}", created_at=instant, updated_at=instant)
+    rows = (
+        Namespace.objects.filter(name__startswith="iso").order_by("name").values_list(IsoTime("created_at"), flat=True)
+    )
+    assert [iso(value) for value in rows] == [ts(instant) for instant in instants]
+    assert iso(None) is None

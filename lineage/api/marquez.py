@@ -17,8 +17,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from django.db.models import DateTimeField, Func
 
 from lineage.access import REDACTED, Visibility, opaque_id, redacted_node_id
 from lineage.graph import (
@@ -57,6 +60,34 @@ def ts(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class IsoTime(Func):
+    """A datetime column as :func:`ts` writes it, formatted by PostgreSQL (``to_char``, in C)
+    instead of parsed into a ``datetime`` and formatted again in Python: the graph renderers
+    write thousands of timestamps per answer. Elsewhere (SQLite) it is the column itself, a
+    ``datetime``; :func:`iso` takes either."""
+
+    output_field = DateTimeField()
+    template = "%(expressions)s"
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
+        sql, params = compiler.compile(self.source_expressions[0])
+        utc = f"({sql} AT TIME ZONE 'UTC')"
+        # isoformat() leaves out a zero fraction of a second, and writes six digits otherwise.
+        pattern = f"CASE WHEN date_trunc('second', {utc}) = {utc} THEN {_WHOLE_SECONDS} ELSE {_MICROSECONDS} END"
+        return f"to_char({utc}, {pattern})", [*params, *params, *params]
+
+
+_WHOLE_SECONDS = """'YYYY-MM-DD"T"HH24:MI:SS"Z"'"""
+_MICROSECONDS = """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"""
+
+
+def iso(value: str | datetime | None) -> str | None:
+    """A value of an :class:`IsoTime` column (or any datetime) as :func:`ts` writes it."""
+    if value is None or isinstance(value, str):
+        return value
+    return ts(value)
 
 
 # --- redaction of identifiers inside visible objects -------------------------------------------------
@@ -171,11 +202,130 @@ def commit_json(commit: CodeCommit | None) -> JSON | None:
     }
 
 
+@dataclass(slots=True)
+class RunRow:
+    """What :func:`runs_json` renders of a run: from a ``Run`` (:meth:`of`) or from plain column
+    values (:func:`run_rows`), timestamps already written as :func:`ts` writes them."""
+
+    pk: int
+    run_id: str
+    state: str
+    job_namespace: str
+    job_name: str
+    parent_id: int | None
+    parent_run_id: str
+    parent_job_namespace: str
+    parent_job_name: str
+    code_commit: CodeCommit | None
+    facets: Any
+    created_at: str | None
+    updated_at: str | None
+    nominal_start_time: str | None
+    nominal_end_time: str | None
+    started_at: str | None
+    ended_at: str | None
+    duration_ms: int | None
+
+    @classmethod
+    def of(cls, run: Run) -> RunRow:
+        """``run`` must have ``job__namespace`` and ``code_commit`` selected."""
+        return cls(
+            pk=run.pk,
+            run_id=run.run_id,
+            state=run.state,
+            job_namespace=run.job.namespace.name,
+            job_name=run.job.name,
+            parent_id=run.parent_id,
+            parent_run_id=run.parent_run_id,
+            parent_job_namespace=run.parent_job_namespace,
+            parent_job_name=run.parent_job_name,
+            code_commit=run.code_commit,
+            facets=run.facets,
+            created_at=ts(run.created_at),
+            updated_at=ts(run.updated_at),
+            nominal_start_time=ts(run.nominal_start_time),
+            nominal_end_time=ts(run.nominal_end_time),
+            started_at=ts(run.started_at),
+            ended_at=ts(run.ended_at),
+            duration_ms=_duration_ms(run),
+        )
+
+
+def run_rows(pks: Iterable[int], *, facets: bool = True) -> dict[int, RunRow]:
+    """:class:`RunRow` of the runs with these primary keys, read as plain values (no model
+    instances, timestamps formatted by the database where it can), by primary key. Two queries
+    (one when no run has a code commit)."""
+    wanted = sorted(set(pks))
+    if not wanted:
+        return {}
+    columns = [
+        "pk",
+        "run_id",
+        "state",
+        "job__namespace__name",
+        "job__name",
+        "parent_id",
+        "parent_run_id",
+        "parent_job_namespace",
+        "parent_job_name",
+        "code_commit_id",
+    ]
+    rows = list(
+        Run.objects.filter(pk__in=wanted)
+        .order_by()
+        .values_list(
+            *columns,
+            IsoTime("created_at"),
+            IsoTime("updated_at"),
+            IsoTime("nominal_start_time"),
+            IsoTime("nominal_end_time"),
+            IsoTime("started_at"),
+            IsoTime("ended_at"),
+            *(["facets"] if facets else []),
+        )
+    )
+    commit_ids = sorted({row[9] for row in rows if row[9] is not None})
+    commits = CodeCommit.objects.in_bulk(commit_ids) if commit_ids else {}
+    out = {}
+    for row in rows:
+        started, ended = iso(row[14]), iso(row[15])
+        duration = None
+        if started is not None and ended is not None:
+            delta = datetime.fromisoformat(ended) - datetime.fromisoformat(started)
+            duration = max(0, int(delta.total_seconds() * 1000))
+        out[row[0]] = RunRow(
+            pk=row[0],
+            run_id=row[1],
+            state=row[2],
+            job_namespace=row[3],
+            job_name=row[4],
+            parent_id=row[5],
+            parent_run_id=row[6],
+            parent_job_namespace=row[7],
+            parent_job_name=row[8],
+            code_commit=commits.get(row[9]) if row[9] is not None else None,
+            facets=row[16] if facets else {},
+            created_at=iso(row[10]),
+            updated_at=iso(row[11]),
+            nominal_start_time=iso(row[12]),
+            nominal_end_time=iso(row[13]),
+            started_at=started,
+            ended_at=ended,
+            duration_ms=duration,
+        )
+    return out
+
+
 def runs_json(runs: Sequence[Run], redactor: Redactor, *, facets: bool = True) -> list[JSON]:
     """Marquez ``Run`` objects, with the dataset versions each run consumed and produced.
 
     ``runs`` must have ``job__namespace`` and ``code_commit`` selected. Four queries in all.
     """
+    return render_runs([RunRow.of(run) for run in runs], redactor, facets=facets)
+
+
+def render_runs(runs: Sequence[RunRow], redactor: Redactor, *, facets: bool = True) -> list[JSON]:
+    """:func:`runs_json` of :class:`RunRow` s. Four queries in all."""
     if not runs:
         return []
     ids = [run.pk for run in runs]
@@ -221,19 +371,18 @@ def runs_json(runs: Sequence[Run], redactor: Redactor, *, facets: bool = True) -
             parents[pk] = (parent_run_id, ns_id, ns, name)
     rendered = []
     for run in runs:
-        job = run.job
         data: JSON = {
             "id": run.run_id,
-            "createdAt": ts(run.created_at),
-            "updatedAt": ts(run.updated_at),
-            "nominalStartTime": ts(run.nominal_start_time),
-            "nominalEndTime": ts(run.nominal_end_time),
+            "createdAt": run.created_at,
+            "updatedAt": run.updated_at,
+            "nominalStartTime": run.nominal_start_time,
+            "nominalEndTime": run.nominal_end_time,
             "state": run.state,
-            "startedAt": ts(run.started_at),
-            "endedAt": ts(run.ended_at),
-            "durationMs": _duration_ms(run),
+            "startedAt": run.started_at,
+            "endedAt": run.ended_at,
+            "durationMs": run.duration_ms,
             "args": {},
-            "jobVersion": {"namespace": job.namespace.name, "name": job.name},
+            "jobVersion": {"namespace": run.job_namespace, "name": run.job_name},
             "inputDatasetVersions": by_run_in.get(run.pk, []),
             "outputDatasetVersions": by_run_out.get(run.pk, []),
             "context": {},
@@ -246,7 +395,7 @@ def runs_json(runs: Sequence[Run], redactor: Redactor, *, facets: bool = True) -
     return rendered
 
 
-def _parent_json(run: Run, parents: dict[int, tuple[str, int, str, str]], redactor: Redactor) -> JSON | None:
+def _parent_json(run: RunRow, parents: dict[int, tuple[str, int, str, str]], redactor: Redactor) -> JSON | None:
     if run.parent_id is not None and run.parent_id in parents:
         run_id, ns_id, ns, name = parents[run.parent_id]
         if not redactor.visibility.sees(ns_id):
@@ -267,11 +416,13 @@ RUN_RELATED = ("job__namespace", "code_commit")
 # --- datasets ----------------------------------------------------------------------------------------
 
 
-def _fields(fields: Any) -> list[JSON]:
+def _fields(fields: Any, *, copy: bool = True) -> list[JSON]:
+    """Marquez ``Field`` objects; ``copy=False`` completes the given dicts in place (for values
+    decoded for this answer only)."""
     out = []
     for item in fields or []:
         if isinstance(item, dict) and isinstance(item.get("name"), str):
-            entry = dict(item)
+            entry = dict(item) if copy else item
             entry.setdefault("type", "")
             entry.setdefault("tags", [])
             out.append(entry)
@@ -552,65 +703,195 @@ def lineage_graph_json(traversal: Traversal, redactor: Redactor, *, as_of: datet
     """Marquez ``LineageGraph`` of jobs and datasets, plus ``truncated``.
 
     Job nodes' ``inputs``/``outputs`` list the datasets of the returned graph (for all of a job's
-    inputs and outputs, read the job itself)."""
-    visibility = redactor.visibility
-    dataset_rows = {
-        ds.pk: ds
-        for ds in Dataset.objects.filter(pk__in=traversal.kinds(DATASET))
-        .order_by()
-        .select_related("namespace", "current_version")
-        .defer("facets", "current_version__facets", "current_version__facet_times")
-    }
-    job_rows = {
-        job.pk: job
-        for job in Job.objects.filter(pk__in=traversal.kinds(JOB))
-        .order_by()
-        .select_related("namespace", "parent")
-        .defer("facets", "facet_times", "parent__facets", "parent__facet_times")
-    }
-    visible_datasets = [ds for pk, ds in dataset_rows.items() if visibility.sees(ds.namespace_id)]
-    visible_jobs = [job for pk, job in job_rows.items() if visibility.sees(job.namespace_id)]
-    io: dict[int, JobIO] = {job.pk: JobIO() for job in visible_jobs}
-    for origin, destination in traversal.edges:
-        if origin[0] == DATASET and destination[1] in io and destination[0] == JOB:
-            ds = dataset_rows.get(origin[1])
-            if ds is not None:
-                io[destination[1]].inputs.append((ds.namespace_id, ds.namespace.name, ds.pk, ds.name))
-        elif origin[0] == JOB and origin[1] in io and destination[0] == DATASET:
-            ds = dataset_rows.get(destination[1])
-            if ds is not None:
-                io[origin[1]].outputs.append((ds.namespace_id, ds.namespace.name, ds.pk, ds.name))
-    for job_io_row in io.values():
-        job_io_row.inputs.sort(key=lambda ref: (ref[1], ref[3]))
-        job_io_row.outputs.sort(key=lambda ref: (ref[1], ref[3]))
-    dataset_data = dict(
-        zip(
-            [ds.pk for ds in visible_datasets],
-            datasets_json(visible_datasets, redactor, as_of=as_of, facets=False, symlinks=False),
-            strict=True,
-        )
-    )
-    job_data = dict(
-        zip(
-            [job.pk for job in visible_jobs],
-            jobs_json(visible_jobs, redactor, as_of=as_of, io=io, facets=False),
-            strict=True,
-        )
-    )
+    inputs and outputs, read the job itself).
+
+    The data of a node is what :func:`datasets_json` and :func:`jobs_json` (without facets, with
+    ``latestRun``) render, built here from plain column values instead of model instances: this
+    is the hot path of the API, and building instances, parsing timestamps and decoding JSON
+    columns the answer never shows cost most of its time. Datasets changed after ``as_of`` go
+    through :func:`datasets_json` itself."""
+    datasets = _graph_datasets(traversal.kinds(DATASET), redactor, as_of)
+    jobs = _graph_jobs(traversal, datasets, redactor, as_of)
     nodes: dict[Key, JSON] = {}
     for key in traversal.nodes:
         kind, pk = key
-        if kind == DATASET and pk in dataset_data:
-            ds = dataset_rows[pk]
-            node_id = f"dataset:{ds.namespace.name}:{ds.name}"
-            nodes[key] = {"id": node_id, "type": "DATASET", "data": dataset_data[pk], "inEdges": [], "outEdges": []}
-        elif kind == JOB and pk in job_data:
-            job = job_rows[pk]
-            node_id = f"job:{job.namespace.name}:{job.name}"
-            nodes[key] = {"id": node_id, "type": "JOB", "data": job_data[pk], "inEdges": [], "outEdges": []}
+        found = datasets.get(pk) if kind == DATASET else jobs.get(pk) if kind == JOB else None
+        if found is not None and found[3] is not None:
+            node_id = f"{kind}:{found[1]}:{found[2]}"
+            node_type = "DATASET" if kind == DATASET else "JOB"
+            nodes[key] = {"id": node_id, "type": node_type, "data": found[3], "inEdges": [], "outEdges": []}
         else:
             nodes[key] = _placeholder(kind, redacted_node_id(kind, pk))
     return {"graph": _attach_edges(nodes, traversal), "truncated": traversal.truncated}
+
+
+GraphRow = tuple[int, str, str, JSON | None]
+"""``(namespace_id, namespace name, name, data)`` of a graph node; ``data`` None when hidden."""
+
+
+def _graph_datasets(pks: Sequence[int], redactor: Redactor, as_of: datetime | None) -> dict[int, GraphRow]:
+    """:func:`datasets_json` (no facets, no symlinks) of the datasets, by primary key. One query,
+    plus those of :func:`datasets_json` for datasets changed after ``as_of``."""
+    if not pks:
+        return {}
+    visibility = redactor.visibility
+    rows = (
+        Dataset.objects.filter(pk__in=pks)
+        .order_by()
+        .values_list(
+            "pk",
+            "namespace_id",
+            "namespace__name",
+            "name",
+            "type",
+            "physical_name",
+            "source_name",
+            "description",
+            "fields",
+            "tags",
+            "is_deleted",
+            "lifecycle_state",
+            "current_version__uuid",
+            "current_version__run_id",
+            IsoTime("current_version__created_at"),
+            IsoTime("created_at"),
+            IsoTime("updated_at"),
+        )
+    )
+    out: dict[int, GraphRow] = {}
+    changed: list[int] = []
+    for row in rows:
+        pk, ns_id, ns, name = row[0], row[1], row[2], row[3]
+        if not visibility.sees(ns_id):
+            out[pk] = (ns_id, ns, name, None)
+            continue
+        updated = iso(row[16])
+        if as_of is not None and updated is not None and datetime.fromisoformat(updated) > as_of:
+            changed.append(pk)
+            out[pk] = (ns_id, ns, name, None)
+            continue
+        version_uuid = row[12]
+        out[pk] = (
+            ns_id,
+            ns,
+            name,
+            {
+                "id": {"namespace": ns, "name": name},
+                "type": row[4],
+                "name": name,
+                "physicalName": row[5] or name,
+                "createdAt": iso(row[15]),
+                "updatedAt": updated,
+                "namespace": ns,
+                "sourceName": row[6] or ns,
+                "fields": _fields(row[8], copy=False),
+                "tags": list(row[9] or []),
+                "lastModifiedAt": iso(row[14]) if version_uuid is not None and row[13] else None,
+                "lastLifecycleState": row[11] or None,
+                "description": row[7] or None,
+                "currentVersion": str(version_uuid) if version_uuid is not None else None,
+                "deleted": row[10],
+            },
+        )
+    if changed:
+        instances = list(
+            Dataset.objects.filter(pk__in=changed)
+            .order_by()
+            .select_related("namespace", "current_version")
+            .defer("facets", "current_version__facets", "current_version__facet_times")
+        )
+        for ds, data in zip(
+            instances, datasets_json(instances, redactor, as_of=as_of, facets=False, symlinks=False), strict=True
+        ):
+            out[ds.pk] = (ds.namespace_id, ds.namespace.name, ds.name, data)
+    return out
+
+
+def _graph_jobs(
+    traversal: Traversal, datasets: dict[int, GraphRow], redactor: Redactor, as_of: datetime | None
+) -> dict[int, GraphRow]:
+    """:func:`jobs_json` (no facets; ``inputs``/``outputs`` those in the traversal) of the jobs
+    of the traversal, by primary key. One query, plus those of the latest runs."""
+    pks = traversal.kinds(JOB)
+    if not pks:
+        return {}
+    visibility = redactor.visibility
+    rows = [
+        row
+        for row in Job.objects.filter(pk__in=pks)
+        .order_by()
+        .values_list(
+            "pk",
+            "namespace_id",
+            "namespace__name",
+            "name",
+            "type",
+            "description",
+            "location",
+            "latest_run_id",
+            "parent_id",
+            "parent__name",
+            "parent__namespace_id",
+            IsoTime("created_at"),
+            IsoTime("updated_at"),
+        )
+    ]
+    visible = [row[0] for row in rows if visibility.sees(row[1])]
+    inputs: dict[int, list[tuple[str, str, int, int]]] = defaultdict(list)
+    outputs: dict[int, list[tuple[str, str, int, int]]] = defaultdict(list)
+    shown = set(visible)
+    for origin, destination in traversal.edges:
+        if origin[0] == DATASET and destination[0] == JOB and destination[1] in shown:
+            ds = datasets.get(origin[1])
+            if ds is not None:
+                inputs[destination[1]].append((ds[1], ds[2], ds[0], origin[1]))
+        elif origin[0] == JOB and destination[0] == DATASET and origin[1] in shown:
+            ds = datasets.get(destination[1])
+            if ds is not None:
+                outputs[origin[1]].append((ds[1], ds[2], ds[0], destination[1]))
+    if as_of is None:
+        latest = {row[0]: row[7] for row in rows if row[7] and row[0] in shown}
+    else:
+        latest = latest_runs_at(visible, as_of)
+    runs = run_rows(latest.values())
+    rendered_runs = dict(zip(runs, render_runs(list(runs.values()), redactor), strict=True))
+
+    def identifiers(refs: list[tuple[str, str, int, int]]) -> list[JSON]:
+        refs.sort(key=lambda ref: (ref[0], ref[1]))
+        return [redactor.identifier(DATASET, pk, ns_id, ns, name) for ns, name, ns_id, pk in refs]
+
+    out: dict[int, GraphRow] = {}
+    for row in rows:
+        pk, ns_id, ns, name = row[0], row[1], row[2], row[3]
+        if pk not in shown:
+            out[pk] = (ns_id, ns, name, None)
+            continue
+        parent_name = row[9]
+        simple = name
+        if parent_name is not None and name.startswith(parent_name + ".") and len(name) > len(parent_name) + 1:
+            simple = name[len(parent_name) + 1 :]
+        out[pk] = (
+            ns_id,
+            ns,
+            name,
+            {
+                "id": {"namespace": ns, "name": name},
+                "type": row[4],
+                "name": name,
+                "simpleName": simple,
+                "parentJobName": parent_name if row[8] is not None and visibility.sees(row[10]) else None,
+                "createdAt": iso(row[11]),
+                "updatedAt": iso(row[12]),
+                "namespace": ns,
+                "inputs": identifiers(inputs.get(pk, [])),
+                "outputs": identifiers(outputs.get(pk, [])),
+                "location": row[6] or None,
+                "context": {},
+                "description": row[5] or None,
+                "latestRun": rendered_runs.get(latest.get(pk, 0)),
+            },
+        )
+    return out
 
 
 def column_graph_json(traversal: Traversal, redactor: Redactor) -> JSON:
