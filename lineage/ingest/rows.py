@@ -99,22 +99,28 @@ class Table(Generic[M]):
         return self.by_attname[attname].get_db_prep_value(value, self.connection)
 
     # --- writes -------------------------------------------------------------------------------------
-    def insert(self, objs: Sequence[M], *, conflicts: str = "raise", returning: bool = False) -> None:
-        """INSERT the objects (every column but an auto primary key) in chunks.
+    def insert(self, objs: Sequence[M], *, conflicts: str = "raise", returning: str = "") -> list[M]:
+        """INSERT the objects (every column but an auto primary key) in chunks; returns the objects
+        inserted.
 
         ``conflicts="ignore"`` skips rows that collide with a unique constraint (``ON CONFLICT DO
-        NOTHING``); ``returning=True`` sets the new primary keys on the objects."""
+        NOTHING``). ``returning`` names a unique column (``"pk"`` or another): the new primary keys
+        are set on the objects, matched by that column, and only the inserted objects returned."""
         if not objs:
-            return
-        assert conflicts in {"raise", "ignore"} and not (returning and conflicts == "ignore")
+            return []
+        assert conflicts in {"raise", "ignore"}
         connection = self.connection
-        auto = self.model._meta.auto_field
+        meta = self.model._meta
+        auto = meta.auto_field
         fields = [f for f in self.fields if f is not auto]
         columns = ", ".join(self.quoted[f.attname] for f in fields)
         row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
         suffix = " ON CONFLICT DO NOTHING" if conflicts == "ignore" else ""
+        pk_name: str = meta.pk.attname  # type: ignore[union-attr]
+        key = pk_name if returning == "pk" else returning
         if returning:
-            suffix += f" RETURNING {self.quoted[self.model._meta.pk.attname]}"  # type: ignore[union-attr]
+            suffix += f" RETURNING {self.quoted[pk_name]}, {self.quoted[key]}"
+        inserted: list[M] = []
         with connection.cursor() as cursor:
             for start in range(0, len(objs), INSERT_CHUNK):
                 chunk = objs[start : start + INSERT_CHUNK]
@@ -123,11 +129,21 @@ class Table(Generic[M]):
                     params.extend(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields)
                 sql = f"INSERT INTO {self.name} ({columns}) VALUES {', '.join([row_sql] * len(chunk))}{suffix}"
                 cursor.execute(sql, params)
-                if returning:
-                    for obj, (pk,) in zip(chunk, cursor.fetchall(), strict=True):
-                        obj.pk = pk
-                        obj._state.adding = False
-                        obj._state.db = self.alias
+                if not returning:
+                    inserted.extend(chunk)
+                    continue
+                returned = cursor.fetchall()
+                if key == pk_name:  # rows come back in VALUES order
+                    pairs = list(zip(chunk, (pk for pk, _ in returned), strict=True))
+                else:
+                    by_key = {value: pk for pk, value in returned}
+                    pairs = [(obj, by_key[getattr(obj, key)]) for obj in chunk if getattr(obj, key) in by_key]
+                for obj, pk in pairs:
+                    obj.pk = pk
+                    obj._state.adding = False
+                    obj._state.db = self.alias
+                    inserted.append(obj)
+        return inserted
 
 
 def any_of(connection: Any, column: str, values: Iterable[Any]) -> tuple[str, list[Any]]:

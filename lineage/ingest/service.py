@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from lineage.access import write_denial
@@ -22,8 +22,9 @@ from lineage.ingest.canonical import canonical_json, find_unstorable_string
 from lineage.ingest.errors import Forbidden, IngestError, InvalidEvent, MalformedBody
 from lineage.ingest.event import ParsedEvent, parse_event
 from lineage.ingest.project import project
+from lineage.ingest.rows import Table
 from lineage.ingest.workspace import RunJobConflict
-from lineage.models import RawEvent, Run
+from lineage.models import Job, Namespace, RawEvent, Run
 from lineage.models.fields import JSONText
 from lineage.signals import events_ingested
 
@@ -144,7 +145,7 @@ def _store_and_project(prepared: list[_Prepared], user: Any) -> dict[int, Outcom
     verbatim, project them. A failure rolls the whole unit back; the caller retries or reports."""
     results: dict[int, Outcome] = {}
     with transaction.atomic():
-        seen = set(RawEvent.objects.filter(digest__in=[p.digest for p in prepared]).values_list("digest", flat=True))
+        seen: set[str] = set()  # a digest already stored is skipped by the insert and reported as a duplicate
         fresh = []
         for item in prepared:
             if item.digest in seen:
@@ -172,12 +173,7 @@ def _run_job_conflicts(items: list[_Prepared]) -> dict[_Prepared, InvalidEvent]:
     run_ids = {item.event.run_id for item in items if item.event.kind == "RunEvent"}
     if not run_ids:
         return {}
-    owners = {
-        run_id: (ns, name)
-        for run_id, ns, name in Run.objects.filter(run_id__in=run_ids).values_list(
-            "run_id", "job__namespace__name", "job__name"
-        )
-    }
+    owners = _run_owners(run_ids)
     conflicts = {}
     for item in items:
         event = item.event
@@ -194,28 +190,32 @@ def _run_job_conflicts(items: list[_Prepared]) -> dict[_Prepared, InvalidEvent]:
     return conflicts
 
 
+def _run_owners(run_ids: set[str]) -> dict[str, tuple[str, str]]:
+    """runId -> (job namespace, job name) of the runs already stored."""
+    runs, jobs, namespaces = Table.of(Run), Table.of(Job), Table.of(Namespace)
+    where, params = runs.any_of("run_id", run_ids)
+    sql = (
+        f"SELECT {runs.column('run_id')}, {namespaces.column('name')}, {jobs.column('name')} FROM {runs.name} "
+        f"JOIN {jobs.name} ON {jobs.column('id')} = {runs.column('job_id')} "
+        f"JOIN {namespaces.name} ON {namespaces.column('id')} = {jobs.column('namespace_id')} WHERE {where}"
+    )
+    with runs.connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {run_id: (ns, name) for run_id, ns, name in cursor.fetchall()}
+
+
 def _store_raw(items: list[_Prepared], user: Any) -> tuple[list[tuple[_Prepared, RawEvent]], list[_Prepared]]:
-    """Insert the raw events in bulk; if a concurrent request stored one of them meanwhile, fall
-    back to one savepoint per row and report those as duplicates."""
+    """Insert the raw events in one statement; one a concurrent request stored meanwhile is
+    skipped (``ON CONFLICT DO NOTHING``) and reported as a duplicate."""
     now = timezone.now()
     rows = [(item, _raw_event(item, user, now)) for item in items]
     if not rows:
         return [], []
-    try:
-        with transaction.atomic():
-            RawEvent.objects.bulk_create([raw for _, raw in rows])
-        return _with_payloads(rows), []
-    except IntegrityError:
-        pass
-    stored, duplicates = [], []
-    for item, _ in rows:
-        raw = _raw_event(item, user, now)
-        try:
-            with transaction.atomic():
-                raw.save(force_insert=True)
-            stored.append((item, raw))
-        except IntegrityError:
-            duplicates.append(item)
+    inserted = {
+        id(raw) for raw in Table.of(RawEvent).insert([raw for _, raw in rows], conflicts="ignore", returning="digest")
+    }
+    stored = [(item, raw) for item, raw in rows if id(raw) in inserted]
+    duplicates = [item for item, raw in rows if id(raw) not in inserted]
     return _with_payloads(stored), duplicates
 
 
