@@ -26,6 +26,7 @@ from lineage.ingest.workspace import (
     commit_key,
     declared_label,
     run_output_label,
+    update_rows,
 )
 from lineage.models import (
     ColumnLineage,
@@ -132,7 +133,7 @@ class Projector:
             datasets[pk] for pk, versions in touched.items() if self._refresh_versions(datasets[pk], versions, windows)
         ]
         if repointed:
-            Dataset.objects.bulk_update(repointed, ["current_version"])
+            update_rows(Dataset, repointed, ["current_version"])
 
     # --- jobs and datasets -----------------------------------------------------------------------
     def _job(self, key: tuple[str, str], facets: dict[str, Any], at: datetime) -> Job:

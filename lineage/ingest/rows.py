@@ -38,6 +38,7 @@ class Table(Generic[M]):
         self.quoted = {f.attname: quote(str(f.column)) for f in self.fields}
         self.columns = ", ".join(f"{self.name}.{self.quoted[f.attname]}" for f in self.fields)
         self.quote = quote
+        self.foreign_keys = [(f.cache_name, f.attname) for f in self.fields if f.is_relation]  # type: ignore[attr-defined]
         self.converters: list[Converter] = []
         for index, field in enumerate(self.fields):
             col = field.get_col(meta.db_table)
@@ -126,6 +127,7 @@ class Table(Generic[M]):
                 chunk = objs[start : start + INSERT_CHUNK]
                 params: list[Any] = []
                 for obj in chunk:
+                    self._link_related(obj)
                     params.extend(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields)
                 sql = f"INSERT INTO {self.name} ({columns}) VALUES {', '.join([row_sql] * len(chunk))}{suffix}"
                 cursor.execute(sql, params)
@@ -144,6 +146,15 @@ class Table(Generic[M]):
                     obj._state.db = self.alias
                     inserted.append(obj)
         return inserted
+
+    def _link_related(self, obj: M) -> None:
+        """Copy the primary keys of related objects assigned before they were saved (what
+        ``Model.save`` does in ``_prepare_related_fields_for_save``, without its checks)."""
+        cache = obj._state.fields_cache
+        for cache_name, attname in self.foreign_keys:
+            related = cache.get(cache_name)
+            if related is not None and related.pk is not None:
+                obj.__dict__[attname] = related.pk  # not setattr: that would drop the cached object
 
 
 def any_of(connection: Any, column: str, values: Iterable[Any]) -> tuple[str, list[Any]]:

@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db import connections, models, router
-from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from lineage.ingest.event import ParsedEvent
@@ -453,20 +452,35 @@ class Workspace:
             ColumnLineage, ["transformations", "transformation_description", "transformation_type", "run", "event_time"]
         )
         if self.symlinks:
-            DatasetSymlink.objects.bulk_create(
+            Table.of(DatasetSymlink).insert(
                 [DatasetSymlink(dataset_id=d, namespace=ns, name=n, type=t) for d, ns, n, t in sorted(self.symlinks)],
-                ignore_conflicts=True,
+                conflicts="ignore",
             )
         self._flush_edges()
         if self.new_run_ids:
-            Run.objects.filter(parent__isnull=True, parent_run_id__in=self.new_run_ids).update(
-                parent=Subquery(Run.objects.filter(run_id=OuterRef("parent_run_id")).values("id")[:1])
+            self._adopt_children()
+
+    def _adopt_children(self) -> None:
+        """Runs that named one of the new runs as their parent before it existed now point at it."""
+        table = Table.of(Run)
+        parent_id, parent_run_id = table.quoted["parent_id"], table.quoted["parent_run_id"]
+        where, params = table.any_of("parent_run_id", sorted(self.new_run_ids))
+        with table.connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table.name} SET {parent_id} = (SELECT p.{table.quoted['id']} FROM {table.name} p "
+                f"WHERE p.{table.quoted['run_id']} = {table.name}.{parent_run_id} LIMIT 1) "
+                f"WHERE {table.name}.{parent_id} IS NULL AND {where}",
+                params,
             )
 
     def _create(self, model: type[models.Model], ignore_conflicts: bool = False) -> None:
         rows = self.new.get(model)
         if rows:
-            model._default_manager.bulk_create(rows, ignore_conflicts=ignore_conflicts, batch_size=500)
+            table = Table.of(model)
+            if ignore_conflicts:
+                table.insert(rows, conflicts="ignore")
+            else:
+                table.insert(rows, returning="pk")
 
     def _update(self, model: type[models.Model], fields: list[str]) -> None:
         rows = [row for row in self.dirty.get(model, {}).values() if row.pk is not None]
@@ -484,7 +498,10 @@ class Workspace:
     def _flush_edges(self) -> None:
         deleted = [edge.pk for edge in self.deleted[JobDatasetEdge]]
         if deleted:
-            JobDatasetEdge.objects.filter(pk__in=deleted).delete()
+            table = Table.of(JobDatasetEdge)
+            where, params = table.any_of("id", deleted)
+            with table.connection.cursor() as cursor:
+                cursor.execute(f"DELETE FROM {table.name} WHERE {where}", params)
         self._update(JobDatasetEdge, ["valid_from", "valid_to"])
         self._create(JobDatasetEdge)
 
