@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import models, transaction
 from django.utils import timezone
 
@@ -92,18 +93,34 @@ class ApiToken(models.Model):
 
     @classmethod
     def authenticate(cls, raw: str) -> ApiToken | None:
-        # ``limited`` (does the token carry namespace limits?) saves permission checks a query.
-        limits = cls.namespaces.through.objects.filter(apitoken_id=models.OuterRef("pk"))
-        token = (
-            cls.objects.live()
-            .select_related("user")
-            .annotate(limited=models.Exists(limits))
-            .filter(key_hash=hash_token(raw))
-            .first()
-        )
-        if token is None or not token.user.is_active:
-            return None
+        """The live token with this secret, its user attached (``token.user``) and ``limited`` set
+        (does it carry namespace limits? saves permission checks a query); None if there is none.
+
+        Runs on every request: one plain SQL statement rather than a compiled queryset."""
+        from lineage.ingest.rows import Table
+
+        tokens, users = Table.of(cls), Table.of(get_user_model())
+        limits = Table.of(cls.namespaces.through)
         now = timezone.now()
+        sql = (
+            f"SELECT {tokens.columns}, {users.columns}, EXISTS(SELECT 1 FROM {limits.name} "
+            f"WHERE {limits.column('apitoken_id')} = {tokens.column('id')}) FROM {tokens.name} "
+            f"JOIN {users.name} ON {users.column('id')} = {tokens.column('user_id')} "
+            f"WHERE {tokens.column('key_hash')} = %s AND {tokens.column('revoked_at')} IS NULL "
+            f"AND ({tokens.column('expires_at')} IS NULL OR {tokens.column('expires_at')} > %s)"
+        )
+        with tokens.connection.cursor() as cursor:
+            cursor.execute(sql, [hash_token(raw), tokens.prep("expires_at", now)])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        width = len(tokens.fields)
+        (token,) = tokens.instances([row[:width]])
+        (user,) = users.instances([row[width:-1]])
+        if not user.is_active:
+            return None
+        token.user = user
+        token.limited = bool(row[-1])  # type: ignore[attr-defined]
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
             cls.objects.filter(pk=token.pk).update(last_used_at=now)
             token.last_used_at = now

@@ -731,21 +731,35 @@ def refresh(request_ids: Iterable[int], cause: str, *, now: datetime | None = No
 
 
 def affected_requests(run_ids: Iterable[str], datasets: Iterable[tuple[str, str]]) -> set[int]:
-    """Open requests whose closure contains one of these runs (by OpenLineage runId) or datasets."""
+    """Open requests whose closure contains one of these runs (by OpenLineage runId) or datasets.
+
+    Runs inside every ingestion transaction: one plain SQL statement, not a compiled queryset."""
+    from lineage.ingest.rows import Table, any_of
+
     run_ids = sorted(set(run_ids))
     datasets = set(datasets)
-    condition = Q()
-    if run_ids:
-        condition |= Q(run_pk__in=Run.objects.filter(run_id__in=run_ids).values("pk"))
-    if datasets:
-        namespaces = sorted({ns for ns, _ in datasets})
-        names = sorted({name for _, name in datasets})
-        condition |= Q(
-            dataset_pk__in=Dataset.objects.filter(namespace__name__in=namespaces, name__in=names).values("pk")
-        )
-    if not condition:
+    if not run_ids and not datasets:
         return set()
-    return set(EvidenceRef.objects.filter(condition).values_list("request_id", flat=True).distinct())
+    refs, runs, sets, namespaces = Table.of(EvidenceRef), Table.of(Run), Table.of(Dataset), Table.of(Namespace)
+    connection = refs.connection
+    conditions, params = [], []
+    if run_ids:
+        where, values = any_of(connection, runs.column("run_id"), run_ids)
+        conditions.append(f"{refs.column('run_pk')} IN (SELECT {runs.column('id')} FROM {runs.name} WHERE {where})")
+        params += values
+    if datasets:
+        name_sql, names = any_of(connection, sets.column("name"), sorted({name for _, name in datasets}))
+        ns_sql, ns_names = any_of(connection, namespaces.column("name"), sorted({ns for ns, _ in datasets}))
+        conditions.append(
+            f"{refs.column('dataset_pk')} IN (SELECT {sets.column('id')} FROM {sets.name} JOIN {namespaces.name} "
+            f"ON {namespaces.column('id')} = {sets.column('namespace_id')} WHERE {name_sql} AND {ns_sql})"
+        )
+        params += names + ns_names
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT {refs.column('request_id')} FROM {refs.name} WHERE {' OR '.join(conditions)}", params
+        )
+        return {request_id for (request_id,) in cursor.fetchall()}
 
 
 def on_events_ingested(sender: Any, events: list[Any], user: Any = None, **kwargs: Any) -> None:
