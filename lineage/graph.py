@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import reduce
+from functools import cache, reduce
 from operator import or_
 from typing import Any
 from urllib.parse import unquote
@@ -406,7 +406,8 @@ def _edge_column(name: str) -> str:
 
 def edge_level_sql(column: str, vendor: str, counts: list[int], as_of: bool) -> str:
     """The one query of a traversal level over job↔dataset edges of one node kind (raw SQL: this
-    is the hot path, and compiling an ORM query costs more than running this one).
+    is the hot path, and compiling an ORM query costs more than running this one): ``(id, job,
+    dataset, direction)`` rows, which the caller puts in edge id order.
 
     One clause per direction walked, ``(<column> = ANY(%s) AND direction = %s)`` OR-ed together,
     so a frontier node only pulls the edges of the side it is walked on (a hub read by 100k jobs
@@ -414,7 +415,7 @@ def edge_level_sql(column: str, vendor: str, counts: list[int], as_of: bool) -> 
     ``IN (%s, ...)`` elsewhere."""
     table = JobDatasetEdge._meta.db_table
     col = _edge_column(column)
-    cols = ", ".join(_edge_column(name) for name in ("job", "dataset", "direction"))
+    cols = ", ".join(_edge_column(name) for name in ("id", "job", "dataset", "direction"))
     clauses = []
     for count in counts:
         frontier = f"{col} = ANY(%s)" if vendor == "postgresql" else f"{col} IN ({', '.join(['%s'] * count)})"
@@ -438,7 +439,8 @@ def entity_lineage(
     downstream: bool = True,
 ) -> Traversal:
     """Jobs and datasets upstream and/or downstream of a job or dataset, through the job↔dataset
-    edges valid at ``as_of`` (current edges when None). One query per level."""
+    edges valid at ``as_of`` (current edges when None). One query per level; on PostgreSQL, one
+    query in all when the neighbourhood is small (:func:`_prefetched_expander`)."""
     vendor = connection.vendor
     instant = connection.ops.adapt_datetimefield_value(as_of) if as_of is not None else None
 
@@ -465,12 +467,143 @@ def entity_lineage(
                 cursor.execute(sql, [*params, cap])
                 rows = cursor.fetchall()
             capped |= len(rows) >= cap
-            for job_id, dataset_id, direction in rows:
+            rows.sort()  # in the order the edges were recorded, whatever the plan
+            for _, job_id, dataset_id, direction in rows:
                 job, dataset = (JOB, job_id), (DATASET, dataset_id)
                 found.append((dataset, job, None) if direction == IN else (job, dataset, None))
         return found, capped
 
-    return bfs([start.key], depth=depth, limit=limit, upstream=upstream, downstream=downstream, expand=expand)
+    def traverse(expander: Expander) -> Traversal:
+        return bfs([start.key], depth=depth, limit=limit, upstream=upstream, downstream=downstream, expand=expander)
+
+    if vendor == "postgresql" and depth > 0:
+        prefetched = _prefetched_expander(start.key, depth, limit, instant, upstream, downstream)
+        if prefetched is not None:
+            try:
+                return traverse(prefetched)
+            except _NotPrefetched:
+                pass
+    return traverse(expand)
+
+
+class _NotPrefetched(Exception):
+    """The prefetched edges cannot answer a level exactly as its query would: ask the database."""
+
+
+_KIND_CODES = {DATASET: 0, JOB: 1}
+
+
+@cache
+def _walk_sql(as_of: bool) -> str:
+    """All the job↔dataset edges a traversal may ask for, in one statement (PostgreSQL): a
+    recursive walk up and down from the start, ``depth - 1`` hops, then the edges each node
+    reached would be expanded through, as ``(side, kind, node, edge id, job, dataset,
+    direction)`` (edge columns NULL for a node without any). Nothing when the walk reaches
+    ``%(bound)s`` rows, and at most ``%(bound)s`` rows: a neighbourhood that large (a hub) is
+    walked level by level instead, each level with its row cap."""
+    table = JobDatasetEdge._meta.db_table
+    valid = "e.valid_to IS NULL"
+    if as_of:
+        valid = "e.valid_from <= %(as_of)s AND (e.valid_to IS NULL OR e.valid_to > %(as_of)s)"
+
+    def walk(name: str, side: str) -> str:
+        from_dataset, from_job = int(_DIRECTION_WALKED[(side, "dataset")]), int(_DIRECTION_WALKED[(side, "job")])
+        return f"""
+        {name}(kind, id, depth) AS (
+            SELECT s.kind, s.id, 0 FROM unnest(%({name}_kinds)s::int[], %({name}_ids)s::bigint[]) AS s(kind, id)
+            UNION
+            SELECT n.kind, n.id, w.depth + 1 FROM {name} w CROSS JOIN LATERAL (
+                SELECT 1 AS kind, e.job_id AS id FROM {table} e
+                WHERE w.kind = 0 AND e.dataset_id = w.id AND e.direction = {from_dataset} AND {valid}
+                UNION ALL
+                SELECT 0, e.dataset_id FROM {table} e
+                WHERE w.kind = 1 AND e.job_id = w.id AND e.direction = {from_job} AND {valid}
+            ) n
+            WHERE w.depth < %(depth)s - 1
+        )"""
+
+    def edges(side: str) -> str:
+        from_dataset, from_job = int(_DIRECTION_WALKED[(side, "dataset")]), int(_DIRECTION_WALKED[(side, "job")])
+        return f"""
+            SELECT e.id, e.job_id, e.dataset_id, e.direction FROM {table} e
+            WHERE r.kind = 0 AND e.dataset_id = r.id AND e.direction = {from_dataset} AND {valid}
+            UNION ALL
+            SELECT e.id, e.job_id, e.dataset_id, e.direction FROM {table} e
+            WHERE r.kind = 1 AND e.job_id = r.id AND e.direction = {from_job} AND {valid}"""
+
+    return f"""
+        WITH RECURSIVE {walk("up", "up")}, {walk("down", "down")},
+        reached AS MATERIALIZED (
+            (SELECT 0 AS side, kind, id FROM up LIMIT %(bound)s)
+            UNION ALL
+            (SELECT 1, kind, id FROM down LIMIT %(bound)s)
+        ),
+        nodes AS (SELECT DISTINCT side, kind, id FROM reached WHERE (SELECT count(*) FROM reached) < %(bound)s)
+        SELECT r.side, r.kind, r.id, e.id, e.job_id, e.dataset_id, e.direction
+        FROM nodes r
+        LEFT JOIN LATERAL (
+            SELECT * FROM ({edges("up")}) u WHERE r.side = 0
+            UNION ALL
+            SELECT * FROM ({edges("down")}) d WHERE r.side = 1
+        ) e ON true
+        LIMIT %(bound)s"""
+
+
+def _prefetched_expander(
+    start: Key, depth: int, limit: int, instant: Any, upstream: bool, downstream: bool
+) -> Expander | None:
+    """An :data:`Expander` answering every level of the traversal from ``start`` from edges
+    fetched in one statement (:func:`_walk_sql`), with the rows each level query of
+    :func:`entity_lineage` would return (in edge id order); None when the neighbourhood is too
+    large to fetch whole (a hub): then the levels are asked one by one, each with its row cap.
+    It raises :class:`_NotPrefetched` for a level it cannot answer exactly (a row cap reached, a
+    node it did not walk)."""
+    bound = 2 * limit + 100
+    starts = [_KIND_CODES[start[0]]], [start[1]]
+    params = {
+        "up_kinds": starts[0] if upstream else [],
+        "up_ids": starts[1] if upstream else [],
+        "down_kinds": starts[0] if downstream else [],
+        "down_ids": starts[1] if downstream else [],
+        "depth": depth,
+        "bound": bound,
+        "as_of": instant,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_walk_sql(instant is not None), params)
+        rows = cursor.fetchall()
+    if not rows or len(rows) >= bound:
+        return None
+    kinds = (DATASET, JOB)
+    sides = ("up", "down")
+    walked: set[tuple[str, Key]] = set()
+    # (side, node) -> edge rows, each (edge id, origin, destination) in the direction data flows
+    touching: dict[tuple[str, Key], list[tuple[int, Key, Key]]] = {}
+    for side_code, kind_code, node_id, edge_id, job_id, dataset_id, direction in rows:
+        key = (sides[side_code], (kinds[kind_code], node_id))
+        walked.add(key)
+        found = touching.setdefault(key, [])
+        if edge_id is not None:
+            job, dataset = (JOB, job_id), (DATASET, dataset_id)
+            found.append((edge_id, dataset, job) if direction == IN else (edge_id, job, dataset))
+
+    def expand(up: Frontier, down: Frontier, cap: int) -> Found:
+        result: list[tuple[Key, Key, Any]] = []
+        capped = False
+        for kind in kinds:  # one level query per node kind, as entity_lineage asks them
+            level: list[tuple[int, Key, Key]] = []
+            for side, frontier in (("up", up), ("down", down)):
+                for key in frontier.get(kind, []):
+                    if (side, key) not in walked:
+                        raise _NotPrefetched
+                    level += touching[(side, key)]
+            if len(level) >= cap:
+                raise _NotPrefetched
+            level.sort(key=lambda row: row[0])
+            result += [(origin, destination, None) for _, origin, destination in level]
+        return result, capped
+
+    return expand
 
 
 # --- column lineage -----------------------------------------------------------------------------------

@@ -207,9 +207,49 @@ def test_one_query_per_level(api, post_event):
         traversal = entity_lineage(start, depth=12, limit=100)
     assert len(traversal.nodes) == 13
     edge_queries = [q["sql"] for q in queries.captured_queries if "lineage_jobdatasetedge" in q["sql"]]
-    assert len(edge_queries) == 12  # one per level, whatever the frontier size
     if connection.vendor == "postgresql":
+        assert len(edge_queries) == 1  # a small neighbourhood: fetched whole in one statement
+        assert "WITH RECURSIVE" in edge_queries[0]
+        from unittest import mock
+
+        with (
+            mock.patch("lineage.graph._prefetched_expander", return_value=None),
+            CaptureQueriesContext(connection) as queries,
+        ):
+            assert entity_lineage(start, depth=12, limit=100) == traversal
+        edge_queries = [q["sql"] for q in queries.captured_queries if "lineage_jobdatasetedge" in q["sql"]]
         assert all("= ANY(" in sql for sql in edge_queries)
+    assert len(edge_queries) == 12  # one per level, whatever the frontier size
+
+
+def test_prefetched_traversals_are_the_level_by_level_ones(api, post_event):
+    """On PostgreSQL a small neighbourhood is fetched in one statement and walked in memory; the
+    traversal (nodes, levels, edges and their order, truncation) is the one the level queries
+    give, also as of an instant, and a neighbourhood too large to fetch whole (or a level that
+    reaches its row cap) is walked level by level."""
+    from datetime import UTC, datetime
+    from unittest import mock
+
+    from lineage.graph import NodeRef, entity_lineage
+    from lineage.models import Dataset, Job
+
+    post_examples(post_event, AIRFLOW)
+    _secret_chain(post_event)
+    hub = [run_event(f"reader{i:03d}", uid(500 + i), "2024-01-01T00:00:00Z", [ds("hub", "big")]) for i in range(120)]
+    later = run_event("publish", uid(7), "2024-02-01T00:00:00Z", [ds("public", "src")], [ds("public", "dst")])
+    post_all(post_event, [*hub, later, run_event("feed", uid(8), "2024-01-01T00:00:00Z", [], [ds("hub", "big")])])
+    starts = [NodeRef("dataset", pk, 0) for pk in Dataset.objects.values_list("pk", flat=True)]
+    starts += [NodeRef("job", pk, 0) for pk in Job.objects.values_list("pk", flat=True)[:40]]
+    for start in starts:
+        for as_of in (None, datetime(2024, 1, 15, tzinfo=UTC)):
+            for depth, limit, upstream, downstream in ((20, 5000, True, True), (3, 1, True, True), (6, 5, False, True)):
+                args = dict(depth=depth, limit=limit, as_of=as_of, upstream=upstream, downstream=downstream)
+                got = entity_lineage(start, **args)
+                with mock.patch("lineage.graph._prefetched_expander", return_value=None):
+                    expected = entity_lineage(start, **args)
+                assert list(got.nodes.items()) == list(expected.nodes.items()), (start, args)
+                assert list(got.edges) == list(expected.edges), (start, args)
+                assert got.truncated == expected.truncated, (start, args)
 
 
 def test_hub_is_truncated_at_the_node_limit(api, post_event):
