@@ -47,7 +47,7 @@ def _statement_kinds(run: Callable[[], Any], ops: int) -> tuple[int, list[tuple[
     kinds: collections.Counter[str] = collections.Counter()
     shown: set[str] = set()
     for q in captured.captured_queries:
-        sql = q["sql"]
+        sql = q["sql"] or ""  # None when the driver cannot show it (e.g. a prepared statement)
         if sql.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")):
             kinds[sql.split(' "')[0]] += 1
             continue
