@@ -123,6 +123,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 30,
         }
     )
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The ingestion path sends its parameters apart from the SQL (lineage.ingest.rows.bound_cursor):
+    # psycopg then prepares a statement once a connection has run it this many times, and
+    # PostgreSQL stops parsing and planning it. Django's own queries bind client-side and are
+    # never prepared. 0 turns preparing off (e.g. behind PgBouncer in transaction mode).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "prepare_threshold", env_int("DATABASE_PREPARE_THRESHOLD", 2) or None
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

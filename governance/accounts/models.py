@@ -97,7 +97,7 @@ class ApiToken(models.Model):
         (does it carry namespace limits? saves permission checks a query); None if there is none.
 
         Runs on every request: one plain SQL statement rather than a compiled queryset."""
-        from lineage.ingest.rows import Table
+        from lineage.ingest.rows import Table, bound_cursor
 
         tokens, users = Table.of(cls), Table.of(get_user_model())
         limits = Table.of(cls.namespaces.through)
@@ -109,7 +109,7 @@ class ApiToken(models.Model):
             f"WHERE {tokens.column('key_hash')} = %s AND {tokens.column('revoked_at')} IS NULL "
             f"AND ({tokens.column('expires_at')} IS NULL OR {tokens.column('expires_at')} > %s)"
         )
-        with tokens.connection.cursor() as cursor:
+        with bound_cursor(tokens.connection) as cursor:
             cursor.execute(sql, [hash_token(raw), tokens.prep("expires_at", now)])
             row = cursor.fetchone()
         if row is None:

@@ -734,7 +734,7 @@ def affected_requests(run_ids: Iterable[str], datasets: Iterable[tuple[str, str]
     """Open requests whose closure contains one of these runs (by OpenLineage runId) or datasets.
 
     Runs inside every ingestion transaction: one plain SQL statement, not a compiled queryset."""
-    from lineage.ingest.rows import Table, any_of
+    from lineage.ingest.rows import Table, any_of, bound_cursor
 
     run_ids = sorted(set(run_ids))
     datasets = set(datasets)
@@ -755,7 +755,7 @@ def affected_requests(run_ids: Iterable[str], datasets: Iterable[tuple[str, str]
             f"ON {namespaces.column('id')} = {sets.column('namespace_id')} WHERE {name_sql} AND {ns_sql})"
         )
         params += names + ns_names
-    with connection.cursor() as cursor:
+    with bound_cursor(connection) as cursor:
         cursor.execute(
             f"SELECT DISTINCT {refs.column('request_id')} FROM {refs.name} WHERE {' OR '.join(conditions)}", params
         )

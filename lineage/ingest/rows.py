@@ -9,7 +9,8 @@ of the ingestion code works on ordinary model objects.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from django.db import connections, models, router
@@ -18,6 +19,31 @@ M = TypeVar("M", bound=models.Model)
 Converter = tuple[int, list[Any], Any]
 
 INSERT_CHUNK = 500
+
+
+@contextmanager
+def bound_cursor(connection: Any) -> Iterator[Any]:
+    """A cursor that sends parameters apart from the SQL text on PostgreSQL (server-side binding).
+
+    Django's default psycopg cursor interpolates parameters into the text client-side, so every
+    statement is parsed and planned anew. With the parameters apart, psycopg prepares a statement
+    the connection has run a few times (its ``prepare_threshold``), and PostgreSQL skips parsing
+    and planning it from then on (the ingestion path runs the same two dozen statements for every
+    event, over persistent connections); psycopg also adapts the parameters in C instead of quoting
+    them into the text. The cursor is wrapped like Django's own (error translation, query logging);
+    elsewhere it is Django's cursor.
+    """
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    import psycopg
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection._prepare_cursor(psycopg.Cursor(connection.connection))
+    with cursor:
+        yield cursor
 
 
 class Table(Generic[M]):
@@ -68,7 +94,7 @@ class Table(Generic[M]):
         connection = self.connection
         if lock and connection.features.has_select_for_update:
             sql += " FOR UPDATE"
-        with connection.cursor() as cursor:
+        with bound_cursor(connection) as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
         return self.instances(rows)
@@ -122,7 +148,7 @@ class Table(Generic[M]):
         if returning:
             suffix += f" RETURNING {self.quoted[pk_name]}, {self.quoted[key]}"
         inserted: list[M] = []
-        with connection.cursor() as cursor:
+        with bound_cursor(connection) as cursor:
             for start in range(0, len(objs), INSERT_CHUNK):
                 chunk = objs[start : start + INSERT_CHUNK]
                 params: list[Any] = []

@@ -22,7 +22,7 @@ from lineage.ingest.canonical import canonical_json, find_unstorable_string
 from lineage.ingest.errors import Forbidden, IngestError, InvalidEvent, MalformedBody
 from lineage.ingest.event import ParsedEvent, parse_event
 from lineage.ingest.project import project
-from lineage.ingest.rows import Table
+from lineage.ingest.rows import Table, bound_cursor
 from lineage.ingest.workspace import RunJobConflict
 from lineage.models import Job, Namespace, RawEvent, Run
 from lineage.models.fields import JSONText
@@ -199,7 +199,7 @@ def _run_owners(run_ids: set[str]) -> dict[str, tuple[str, str]]:
         f"JOIN {jobs.name} ON {jobs.column('id')} = {runs.column('job_id')} "
         f"JOIN {namespaces.name} ON {namespaces.column('id')} = {jobs.column('namespace_id')} WHERE {where}"
     )
-    with runs.connection.cursor() as cursor:
+    with bound_cursor(runs.connection) as cursor:
         cursor.execute(sql, params)
         return {run_id: (ns, name) for run_id, ns, name in cursor.fetchall()}
 

@@ -18,7 +18,7 @@ from django.db import connections, models, router
 from django.utils import timezone
 
 from lineage.ingest.event import ParsedEvent
-from lineage.ingest.rows import Table
+from lineage.ingest.rows import Table, bound_cursor
 from lineage.models import (
     CodeCommit,
     ColumnLineage,
@@ -238,7 +238,7 @@ class Workspace:
             return
         table = Table.of(Run)
         where, params = table.any_of("run_id", wanted)
-        with table.connection.cursor() as cursor:
+        with bound_cursor(table.connection) as cursor:
             cursor.execute(
                 f"SELECT {table.column('run_id')}, {table.column('id')} FROM {table.name} WHERE {where}", params
             )
@@ -465,7 +465,7 @@ class Workspace:
         table = Table.of(Run)
         parent_id, parent_run_id = table.quoted["parent_id"], table.quoted["parent_run_id"]
         where, params = table.any_of("parent_run_id", sorted(self.new_run_ids))
-        with table.connection.cursor() as cursor:
+        with bound_cursor(table.connection) as cursor:
             cursor.execute(
                 f"UPDATE {table.name} SET {parent_id} = (SELECT p.{table.quoted['id']} FROM {table.name} p "
                 f"WHERE p.{table.quoted['run_id']} = {table.name}.{parent_run_id} LIMIT 1) "
@@ -500,7 +500,7 @@ class Workspace:
         if deleted:
             table = Table.of(JobDatasetEdge)
             where, params = table.any_of("id", deleted)
-            with table.connection.cursor() as cursor:
+            with bound_cursor(table.connection) as cursor:
                 cursor.execute(f"DELETE FROM {table.name} WHERE {where}", params)
         self._update(JobDatasetEdge, ["valid_from", "valid_to"])
         self._create(JobDatasetEdge)
@@ -525,7 +525,7 @@ def update_rows(model: type[models.Model], rows: list[Any], fields: list[str]) -
         row._prepare_related_fields_for_save(operation_name="update", fields=columns)
         values = [field.get_db_prep_save(getattr(row, field.attname), connection) for field in columns]
         params.append([*values, row.pk])
-    with connection.cursor() as cursor:
+    with bound_cursor(connection) as cursor:
         cursor.executemany(sql, params)
 
 
