@@ -8,14 +8,26 @@ wins. The result is a function of the set of events, whatever order they arrive 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import IntEnum
 from typing import Any
 
 from lineage.ingest.canonical import digest_of
 
 
-def merge_facets(facets: dict[str, Any], times: dict[str, str], new: dict[str, Any], at: datetime) -> bool:
-    """Merge ``new`` (reported at ``at``) into ``facets`` in place; True if anything changed."""
-    changed = False
+class Merge(IntEnum):
+    """What a merge changed (falsy when nothing did)."""
+
+    NONE = 0
+    TIMES = 1  # only when some values were last reported: the values themselves are unchanged
+    VALUES = 2
+
+
+def merge_facets(facets: dict[str, Any], times: dict[str, str], new: dict[str, Any], at: datetime) -> Merge:
+    """Merge ``new`` (reported at ``at``) into ``facets`` in place; says what changed.
+
+    A newer report of an equal value moves only its time and keeps the stored object, so callers
+    can skip re-deriving (and re-writing) what depends on the values alone."""
+    result = Merge.NONE
     stamp = at.isoformat()
     for key, value in new.items():
         seen = times.get(key)
@@ -24,7 +36,11 @@ def merge_facets(facets: dict[str, Any], times: dict[str, str], new: dict[str, A
                 continue
             if stamp == seen and (facets[key] == value or digest_of(value) <= digest_of(facets[key])):
                 continue
+            if facets[key] == value:
+                times[key] = stamp
+                result = max(result, Merge.TIMES)
+                continue
         facets[key] = value
         times[key] = stamp
-        changed = True
-    return changed
+        result = Merge.VALUES
+    return result

@@ -18,7 +18,7 @@ from django.db.models import Q
 
 from lineage.ingest.errors import InvalidEvent
 from lineage.ingest.event import DatasetMention, ParsedEvent, parse_event_time
-from lineage.ingest.facets import merge_facets
+from lineage.ingest.facets import Merge, merge_facets
 from lineage.ingest.schema import diff_schemas, normalise_fields, schema_digest
 from lineage.ingest.workspace import (
     Workspace,
@@ -139,8 +139,9 @@ class Projector:
     def _job(self, key: tuple[str, str], facets: dict[str, Any], at: datetime) -> Job:
         job = self.ws.jobs[key]
         changed = widen(job, at)
-        if merge_facets(job.facets, job.facet_times, facets, at):
-            changed = True
+        merged = merge_facets(job.facets, job.facet_times, facets, at)
+        changed = changed or bool(merged)
+        if merged == Merge.VALUES:
             job_type = _str(_facet(job.facets, "jobType").get("processingType")).upper()
             job.type = "STREAM" if job_type in _STREAM_TYPES else "BATCH"
             job.description = _str(_facet(job.facets, "documentation").get("description"))
@@ -153,8 +154,9 @@ class Projector:
     def _dataset(self, key: tuple[str, str], facets: dict[str, Any], at: datetime) -> Dataset:
         dataset = self.ws.datasets[key]
         changed = widen(dataset, at)
-        if merge_facets(dataset.facets, dataset.facet_times, facets, at):
-            changed = True
+        merged = merge_facets(dataset.facets, dataset.facet_times, facets, at)
+        changed = changed or bool(merged)
+        if merged == Merge.VALUES:
             _derive_dataset_fields(dataset)
         if changed:
             self.ws.mark(dataset)
@@ -201,7 +203,8 @@ class Projector:
                 self.ws.moved_versions.add(version.pk)
         if run is not None and (version.run is None or _run_key(run) < _run_key(version.run)):
             version.run, changed = run, True  # several runs claim one declared version: the first
-        if merge_facets(version.facets, version.facet_times, facets, at):
+        merged = merge_facets(version.facets, version.facet_times, facets, at)
+        if merged == Merge.VALUES:
             changed = True
             if "schema" in version.facets:
                 version.fields = normalise_fields(version.facets["schema"])
@@ -210,8 +213,10 @@ class Projector:
                 _facet(version.facets, "lifecycleStateChange").get("lifecycleStateChange")
             ).upper()
         if changed:
-            self.ws.mark(version)
+            # Its place among the dataset's versions or its schema may have changed.
             self.ws.touched_versions[dataset.pk][id(version)] = version
+        if changed or merged:
+            self.ws.mark(version)
         return version
 
     def _refresh_versions(
@@ -275,7 +280,7 @@ class Projector:
                 run.started_at = at
         if event.parent_job is not None:
             self._reference_parent_job(job, event.parent_job, at)
-        if merge_facets(run.facets, run.facet_times, event.run_facets, at):
+        if merge_facets(run.facets, run.facet_times, event.run_facets, at) == Merge.VALUES:
             self._derive_run_fields(run)
         commit = self._code_commit(event, at)
         if commit is not None and run.code_commit_id is None and run.code_commit is None:
