@@ -64,6 +64,8 @@ class Table(Generic[M]):
         self.quoted = {f.attname: quote(str(f.column)) for f in self.fields}
         self.columns = ", ".join(f"{self.name}.{self.quoted[f.attname]}" for f in self.fields)
         self.quote = quote
+        self.position = {f.attname: i for i, f in enumerate(self.fields)}
+        self.json_positions = {i for i, f in enumerate(self.fields) if isinstance(f, models.JSONField)}
         self.foreign_keys = [(f.cache_name, f.attname) for f in self.fields if f.is_relation]  # type: ignore[attr-defined]
         self.converters: list[Converter] = []
         for index, field in enumerate(self.fields):
@@ -111,8 +113,45 @@ class Table(Generic[M]):
                 for convert in convs:
                     value = convert(value, col, connection)
                 values[index] = value
-            result.append(from_db(self.alias, self.attnames, values))
+            obj = from_db(self.alias, self.attnames, values)
+            self.remember(obj)
+            result.append(obj)
         return result
+
+    # --- what changed since a row was read ------------------------------------------------------------
+    def remember(self, obj: M) -> None:
+        """Note the object's column values as stored, for :meth:`changed`. A JSON document is
+        remembered by identity: the object itself and, one level down, its items (merging facets
+        replaces items; nothing on the ingestion path edits a stored document deeper in place)."""
+        state = obj.__dict__
+        values = [state.get(name) for name in self.attnames]
+        shapes: dict[int, tuple[Any, ...]] = {}
+        for i in self.json_positions:
+            value = values[i]
+            if isinstance(value, dict):
+                shapes[i] = tuple(value.items())
+            elif isinstance(value, list):
+                shapes[i] = tuple(value)
+        state["_custody_stored"] = (values, shapes)
+
+    def changed(self, obj: M, attnames: Sequence[str]) -> tuple[str, ...]:
+        """Which of ``attnames`` differ from what was read (all of them for an object not read
+        through this table)."""
+        state = obj.__dict__
+        stored = state.get("_custody_stored")
+        if stored is None:
+            return tuple(attnames)
+        values, shapes = stored
+        out = []
+        for name in attnames:
+            i = self.position[name]
+            current, before = state.get(name), values[i]
+            if i not in self.json_positions:
+                if current != before:
+                    out.append(name)
+            elif current is not before or _reshaped(current, shapes.get(i)):
+                out.append(name)
+        return tuple(out)
 
     def column(self, attname: str) -> str:
         return f"{self.name}.{self.quoted[attname]}"
@@ -181,6 +220,19 @@ class Table(Generic[M]):
             related = cache.get(cache_name)
             if related is not None and related.pk is not None:
                 obj.__dict__[attname] = related.pk  # not setattr: that would drop the cached object
+
+
+def _reshaped(value: Any, shape: tuple[Any, ...] | None) -> bool:
+    if shape is None:
+        return False
+    if len(shape) != len(value):
+        return True
+    if isinstance(value, dict):
+        return any(value.get(key, _MISSING) is not item for key, item in shape)
+    return any(a is not b for a, b in zip(value, shape, strict=True))
+
+
+_MISSING = object()
 
 
 def any_of(connection: Any, column: str, values: Iterable[Any]) -> tuple[str, list[Any]]:
