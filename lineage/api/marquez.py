@@ -126,9 +126,18 @@ def _pg_fetch(sql: str, ids: Iterable[int]) -> list[tuple[Any, ...]]:
 
 
 def _json_column(model: type[Model], name: str) -> Any:
-    """The model field's own decoding of a JSON column fetched as text by raw SQL."""
+    """The model field's own decoding of a JSON column fetched as text by raw SQL (an empty
+    object or array, the common case for facets and tags, without the decoder)."""
     field = model._meta.get_field(name)
-    return lambda text: field.from_db_value(text, None, connection)  # type: ignore[union-attr]
+
+    def decode(text: Any) -> Any:
+        if text == "{}":
+            return {}
+        if text == "[]":
+            return []
+        return field.from_db_value(text, None, connection)  # type: ignore[union-attr]
+
+    return decode
 
 
 @cache
@@ -199,11 +208,9 @@ class Redactor:
 
     def __init__(self, visibility: Visibility) -> None:
         self.visibility = visibility
+        self.active = not visibility.unrestricted
+        """Whether anything is hidden from the caller at all."""
         self._names: dict[str, bool] = {}
-
-    @property
-    def active(self) -> bool:
-        return not self.visibility.unrestricted
 
     def sees_name(self, namespace: str) -> bool:
         if not self.active:
@@ -578,8 +585,10 @@ def _fields(fields: Any, *, copy: bool = True) -> list[JSON]:
     for item in fields or []:
         if isinstance(item, dict) and isinstance(item.get("name"), str):
             entry = dict(item) if copy else item
-            entry.setdefault("type", "")
-            entry.setdefault("tags", [])
+            if "type" not in entry:
+                entry["type"] = ""
+            if "tags" not in entry:
+                entry["tags"] = []
             out.append(entry)
     return out
 
