@@ -498,7 +498,9 @@ def _walk_sql(as_of: bool) -> str:
     """All the job↔dataset edges a traversal may ask for, in one statement (PostgreSQL): a
     recursive walk up and down from the start, ``depth - 1`` hops, then the edges each node
     reached would be expanded through, as ``(side, kind, node, edge id, job, dataset,
-    direction)`` (edge columns NULL for a node without any). Nothing when the walk reaches
+    direction)`` (edge columns NULL for a node without any; the edges are found through the
+    index-only columns first and their ids joined last, so that a hub's many edges of the other
+    direction are skipped in the index). Nothing when the walk reaches
     ``%(bound)s`` rows, and at most ``%(bound)s`` rows: a neighbourhood that large (a hub) is
     walked level by level instead, each level with its row cap."""
     table = JobDatasetEdge._meta.db_table
@@ -525,10 +527,10 @@ def _walk_sql(as_of: bool) -> str:
     def edges(side: str) -> str:
         from_dataset, from_job = int(_DIRECTION_WALKED[(side, "dataset")]), int(_DIRECTION_WALKED[(side, "job")])
         return f"""
-            SELECT e.id, e.job_id, e.dataset_id, e.direction FROM {table} e
+            SELECT e.job_id, e.dataset_id, e.direction FROM {table} e
             WHERE r.kind = 0 AND e.dataset_id = r.id AND e.direction = {from_dataset} AND {valid}
-            UNION ALL
-            SELECT e.id, e.job_id, e.dataset_id, e.direction FROM {table} e
+            UNION
+            SELECT e.job_id, e.dataset_id, e.direction FROM {table} e
             WHERE r.kind = 1 AND e.job_id = r.id AND e.direction = {from_job} AND {valid}"""
 
     return f"""
@@ -538,14 +540,20 @@ def _walk_sql(as_of: bool) -> str:
             UNION ALL
             (SELECT 1, kind, id FROM down LIMIT %(bound)s)
         ),
-        nodes AS (SELECT DISTINCT side, kind, id FROM reached WHERE (SELECT count(*) FROM reached) < %(bound)s)
-        SELECT r.side, r.kind, r.id, e.id, e.job_id, e.dataset_id, e.direction
-        FROM nodes r
-        LEFT JOIN LATERAL (
-            SELECT * FROM ({edges("up")}) u WHERE r.side = 0
-            UNION ALL
-            SELECT * FROM ({edges("down")}) d WHERE r.side = 1
-        ) e ON true
+        nodes AS (SELECT DISTINCT side, kind, id FROM reached WHERE (SELECT count(*) FROM reached) < %(bound)s),
+        touching AS (
+            SELECT r.side, r.kind, r.id, t.job_id, t.dataset_id, t.direction
+            FROM nodes r
+            LEFT JOIN LATERAL (
+                SELECT * FROM ({edges("up")}) u WHERE r.side = 0
+                UNION ALL
+                SELECT * FROM ({edges("down")}) d WHERE r.side = 1
+            ) t ON true
+        )
+        SELECT t.side, t.kind, t.id, e.id, t.job_id, t.dataset_id, t.direction
+        FROM touching t
+        LEFT JOIN {table} e
+            ON e.job_id = t.job_id AND e.dataset_id = t.dataset_id AND e.direction = t.direction AND {valid}
         LIMIT %(bound)s"""
 
 
