@@ -125,6 +125,25 @@ def _pg_fetch(sql: str, ids: Iterable[int]) -> list[tuple[Any, ...]]:
         return cursor.fetchall()
 
 
+def _pg_fetch_many(*statements: tuple[str, Iterable[int]]) -> list[list[tuple[Any, ...]]]:
+    """The rows of several :func:`_pg_statements`, each with its ids, in one round trip (one
+    simple-protocol query of several statements, with client-side binding; one at a time
+    otherwise)."""
+    sqls = _pg_statements()
+    if len(statements) == 1 or getattr(connection.features, "uses_server_side_binding", False):
+        return [_pg_fetch(sqls[name], ids) for name, ids in statements]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            ";\n".join(sqls[name] for name, _ in statements),
+            ["{" + ",".join(str(int(pk)) for pk in ids) + "}" for _, ids in statements],
+        )
+        results = [cursor.fetchall()]
+        for _ in statements[1:]:
+            cursor.nextset()
+            results.append(cursor.fetchall())
+    return results
+
+
 def _json_column(model: type[Model], name: str) -> Any:
     """The model field's own decoding of a JSON column fetched as text by raw SQL (an empty
     object or array, the common case for facets and tags, without the decoder)."""
@@ -379,10 +398,7 @@ def run_rows(pks: Iterable[int], *, facets: bool = True) -> dict[int, RunRow]:
         "code_commit_id",
     ]
     if _on_postgresql():
-        rows = _pg_fetch(_pg_statements()["runs"], wanted)
-        if facets:
-            decode = _json_column(Run, "facets")
-            rows = [(*row[:16], decode(row[16])) for row in rows]
+        return _pg_run_rows(_pg_fetch(_pg_statements()["runs"], wanted), facets)
     else:
         rows = list(
             Run.objects.filter(pk__in=wanted)
@@ -398,6 +414,29 @@ def run_rows(pks: Iterable[int], *, facets: bool = True) -> dict[int, RunRow]:
                 *(["facets"] if facets else []),
             )
         )
+    return _run_rows_of(rows, facets)
+
+
+def _pg_run_rows(rows: list[tuple[Any, ...]], facets: bool) -> dict[int, RunRow]:
+    """:class:`RunRow` s of rows of the ``runs`` statement."""
+    if facets:
+        decode = _json_column(Run, "facets")
+        rows = [(*row[:16], decode(row[16])) for row in rows]
+    return _run_rows_of(rows, facets)
+
+
+def _pg_runs_with_io(pks: Iterable[int]) -> tuple[dict[int, RunRow], list[RunIO], list[RunOut]]:
+    """On PostgreSQL: :func:`run_rows` of the runs with their inputs and outputs
+    (:func:`_run_inputs`, :func:`_run_outputs`), in one round trip."""
+    wanted = sorted(set(pks))
+    if not wanted:
+        return {}, [], []
+    runs, inputs, outputs = _pg_fetch_many(("runs", wanted), ("inputs", wanted), ("outputs", wanted))
+    return _pg_run_rows(runs, True), _pg_inputs(inputs), _pg_outputs(outputs)
+
+
+def _run_rows_of(rows: Iterable[tuple[Any, ...]], facets: bool) -> dict[int, RunRow]:
+    rows = list(rows)
     commit_ids = sorted({row[9] for row in rows if row[9] is not None})
     commits = CodeCommit.objects.in_bulk(commit_ids) if commit_ids else {}
     out = {}
@@ -439,19 +478,7 @@ def _run_inputs(run_ids: Sequence[int]) -> list[RunIO]:
     """The inputs of the runs (:func:`lineage.graph.consumed_inputs`), with their datasets'
     names and the versions' uuids, ordered by run and dataset."""
     if _on_postgresql():
-        decode = _json_column(RunInput, "facets")
-        out = []
-        for run_id, dataset_id, ns_id, ns, name, declared, inferred, facets in _pg_fetch(
-            _pg_statements()["inputs"], run_ids
-        ):
-            if declared is not None:
-                version, resolution = declared, DECLARED
-            elif inferred is not None:
-                version, resolution = inferred, INFERRED
-            else:
-                version, resolution = None, UNKNOWN
-            out.append((run_id, dataset_id, ns_id, ns, name, version, resolution, decode(facets)))
-        return out
+        return _pg_inputs(_pg_fetch(_pg_statements()["inputs"], run_ids))
     inputs, _ = consumed_inputs(run_ids)
     datasets = _dataset_names({item.dataset_id for item in inputs})
     versions = _version_uuids({item.version_id for item in inputs if item.version_id})
@@ -468,12 +495,35 @@ def _run_inputs(run_ids: Sequence[int]) -> list[RunIO]:
     ]
 
 
-def _run_outputs(run_ids: Sequence[int]) -> list[tuple[int, int, int, str, str, Any, Any]]:
-    """``(run_id, dataset_id, namespace_id, namespace, dataset name, version uuid, facets)`` of
-    what the runs wrote (:func:`lineage.graph.produced_outputs`), ordered by run and dataset."""
+def _pg_inputs(rows: list[tuple[Any, ...]]) -> list[RunIO]:
+    """:data:`RunIO` s of rows of the ``inputs`` statement."""
+    decode = _json_column(RunInput, "facets")
+    out = []
+    for run_id, dataset_id, ns_id, ns, name, declared, inferred, facets in rows:
+        if declared is not None:
+            version, resolution = declared, DECLARED
+        elif inferred is not None:
+            version, resolution = inferred, INFERRED
+        else:
+            version, resolution = None, UNKNOWN
+        out.append((run_id, dataset_id, ns_id, ns, name, version, resolution, decode(facets)))
+    return out
+
+
+RunOut = tuple[int, int, int, str, str, Any, Any]
+"""``(run_id, dataset_id, namespace_id, namespace, dataset name, version uuid, facets)`` of a run
+output."""
+
+
+def _pg_outputs(rows: list[tuple[Any, ...]]) -> list[RunOut]:
+    decode = _json_column(RunOutput, "facets")
+    return [(*row[:6], decode(row[6])) for row in rows]
+
+
+def _run_outputs(run_ids: Sequence[int]) -> list[RunOut]:
+    """What the runs wrote (:func:`lineage.graph.produced_outputs`), ordered by run and dataset."""
     if _on_postgresql():
-        decode = _json_column(RunOutput, "facets")
-        return [(*row[:6], decode(row[6])) for row in _pg_fetch(_pg_statements()["outputs"], run_ids)]
+        return _pg_outputs(_pg_fetch(_pg_statements()["outputs"], run_ids))
     outputs, _ = produced_outputs(run_ids)
     datasets = _dataset_names({row[1] for row in outputs})
     versions = _version_uuids({row[2] for row in outputs})
@@ -497,15 +547,28 @@ def runs_json(runs: Sequence[Run], redactor: Redactor, *, facets: bool = True) -
     return render_runs([RunRow.of(run) for run in runs], redactor, facets=facets)
 
 
-def render_runs(runs: Sequence[RunRow], redactor: Redactor, *, facets: bool = True) -> list[JSON]:
-    """:func:`runs_json` of :class:`RunRow` s. Four queries in all."""
+def render_runs(
+    runs: Sequence[RunRow],
+    redactor: Redactor,
+    *,
+    facets: bool = True,
+    io: tuple[list[RunIO], list[RunOut]] | None = None,
+) -> list[JSON]:
+    """:func:`runs_json` of :class:`RunRow` s, with their inputs and outputs (read here unless
+    given, as :func:`_run_inputs` and :func:`_run_outputs` return them, for these runs or more).
+    Four queries in all."""
     if not runs:
         return []
     ids = [run.pk for run in runs]
+    inputs, outputs = io if io is not None else (_run_inputs(ids), _run_outputs(ids))
+    if io is not None:
+        wanted = set(ids)
+        inputs = [row for row in inputs if row[0] in wanted]
+        outputs = [row for row in outputs if row[0] in wanted]
     by_run_in: dict[int, list[JSON]] = defaultdict(list)
     by_run_out: dict[int, list[JSON]] = defaultdict(list)
     sees = redactor.visibility.sees
-    for run_id, dataset_id, ns_id, ns, name, version, resolution, io_facets in _run_inputs(ids):
+    for run_id, dataset_id, ns_id, ns, name, version, resolution, io_facets in inputs:
         entry: JSON = {
             "datasetVersionId": {"namespace": ns, "name": name, "version": str(version) if version else None},
             "facets": redactor.scrub(io_facets),
@@ -515,7 +578,7 @@ def render_runs(runs: Sequence[RunRow], redactor: Redactor, *, facets: bool = Tr
             ref = {**redactor.identifier(DATASET, dataset_id, ns_id, ns, name), "version": None}
             entry = {"datasetVersionId": ref, "facets": {}, "redacted": True}
         by_run_in[run_id].append(entry)
-    for run_id, dataset_id, ns_id, ns, name, version, io_facets in _run_outputs(ids):
+    for run_id, dataset_id, ns_id, ns, name, version, io_facets in outputs:
         entry = {
             "datasetVersionId": {"namespace": ns, "name": name, "version": str(version)},
             "facets": redactor.scrub(io_facets),
@@ -874,8 +937,12 @@ def lineage_graph_json(traversal: Traversal, redactor: Redactor, *, as_of: datet
     is the hot path of the API, and building instances, parsing timestamps and decoding JSON
     columns the answer never shows cost most of its time. Datasets changed after ``as_of`` go
     through :func:`datasets_json` itself."""
-    datasets = _graph_datasets(traversal.kinds(DATASET), redactor, as_of)
-    jobs = _graph_jobs(traversal, datasets, redactor, as_of)
+    dataset_pks, job_pks = traversal.kinds(DATASET), traversal.kinds(JOB)
+    raw: list[list[tuple[Any, ...]]] | list[None] = [None, None]
+    if _on_postgresql() and dataset_pks and job_pks:
+        raw = _pg_fetch_many(("datasets", dataset_pks), ("jobs", job_pks))
+    datasets = _graph_datasets(dataset_pks, redactor, as_of, raw[0])
+    jobs = _graph_jobs(traversal, datasets, redactor, as_of, raw[1])
     nodes: dict[Key, JSON] = {}
     for key in traversal.nodes:
         kind, pk = key
@@ -893,18 +960,21 @@ GraphRow = tuple[int, str, str, JSON | None]
 """``(namespace_id, namespace name, name, data)`` of a graph node; ``data`` None when hidden."""
 
 
-def _graph_datasets(pks: Sequence[int], redactor: Redactor, as_of: datetime | None) -> dict[int, GraphRow]:
-    """:func:`datasets_json` (no facets, no symlinks) of the datasets, by primary key. One query,
-    plus those of :func:`datasets_json` for datasets changed after ``as_of``."""
+def _graph_datasets(
+    pks: Sequence[int], redactor: Redactor, as_of: datetime | None, raw: list[tuple[Any, ...]] | None = None
+) -> dict[int, GraphRow]:
+    """:func:`datasets_json` (no facets, no symlinks) of the datasets, by primary key. One query
+    (none when ``raw`` has the rows of the ``datasets`` statement already), plus those of
+    :func:`datasets_json` for datasets changed after ``as_of``."""
     if not pks:
         return {}
     visibility = redactor.visibility
     rows: Iterable[tuple[Any, ...]]
-    if _on_postgresql():
+    if raw is not None or _on_postgresql():
         decode_fields, decode_tags = _json_column(Dataset, "fields"), _json_column(Dataset, "tags")
         rows = [
             (*row[:8], decode_fields(row[8]), decode_tags(row[9]), *row[10:])
-            for row in _pg_fetch(_pg_statements()["datasets"], pks)
+            for row in (raw if raw is not None else _pg_fetch(_pg_statements()["datasets"], pks))
         ]
     else:
         rows = (
@@ -980,15 +1050,22 @@ def _graph_datasets(pks: Sequence[int], redactor: Redactor, as_of: datetime | No
 
 
 def _graph_jobs(
-    traversal: Traversal, datasets: dict[int, GraphRow], redactor: Redactor, as_of: datetime | None
+    traversal: Traversal,
+    datasets: dict[int, GraphRow],
+    redactor: Redactor,
+    as_of: datetime | None,
+    raw: list[tuple[Any, ...]] | None = None,
 ) -> dict[int, GraphRow]:
     """:func:`jobs_json` (no facets; ``inputs``/``outputs`` those in the traversal) of the jobs
-    of the traversal, by primary key. One query, plus those of the latest runs."""
+    of the traversal, by primary key. One query (none when ``raw`` has the rows of the ``jobs``
+    statement already), plus those of the latest runs (one round trip on PostgreSQL)."""
     pks = traversal.kinds(JOB)
     if not pks:
         return {}
     visibility = redactor.visibility
-    if _on_postgresql():
+    if raw is not None:
+        rows = raw
+    elif _on_postgresql():
         rows = _pg_fetch(_pg_statements()["jobs"], pks)
     else:
         rows = list(
@@ -1027,8 +1104,13 @@ def _graph_jobs(
         latest = {row[0]: row[7] for row in rows if row[7] and row[0] in shown}
     else:
         latest = latest_runs_at(visible, as_of)
-    runs = run_rows(latest.values())
-    rendered_runs = dict(zip(runs, render_runs(list(runs.values()), redactor), strict=True))
+    if _on_postgresql():
+        runs, run_inputs, run_outputs = _pg_runs_with_io(latest.values())
+        rendered = render_runs(list(runs.values()), redactor, io=(run_inputs, run_outputs))
+    else:
+        runs = run_rows(latest.values())
+        rendered = render_runs(list(runs.values()), redactor)
+    rendered_runs = dict(zip(runs, rendered, strict=True))
 
     def identifiers(refs: list[tuple[str, str, int, int]]) -> list[JSON]:
         refs.sort(key=lambda ref: (ref[0], ref[1]))
