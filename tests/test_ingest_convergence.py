@@ -161,3 +161,26 @@ def test_a_late_start_never_reopens_a_finished_run():
     run = Run.objects.get()
     assert run.state == Run.State.COMPLETED
     assert run.started_at == T0 and run.ended_at == T0 + timedelta(minutes=10)
+
+
+def test_late_runs_of_a_long_history_replay_only_what_follows_them():
+    """A job with many runs whose inputs change: runs delivered late (alone, several in one batch,
+    or a run whose START arrives after its COMPLETE) give the edge history of in-order delivery,
+    although only the part from the late run on is replayed."""
+    runs = []
+    for i in range(8):
+        run_id = f"00000000-0000-4000-8000-{i:012d}"
+        inputs = [dataset(name) for name in (["raw.orders"], ["raw.orders", "raw.customers"], ["raw.customers"])[i % 3]]
+        start = run_event("build_mart", run_id, "START", i * 10, inputs=inputs)
+        done = run_event("build_mart", run_id, "COMPLETE", i * 10 + 5, inputs=inputs, outputs=[dataset("mart.revenue")])
+        runs.append((start, done))
+    in_order = [event for pair in runs for event in pair]
+    expected = graph_after(in_order, one_by_one=True)
+    assert expected["edges"], "the history has edges to compare"
+    late_one = [e for k, pair in enumerate(runs) if k != 5 for e in pair] + list(runs[5])
+    late_batch = [e for k, pair in enumerate(runs) if k not in (2, 6) for e in pair] + [*runs[6], *runs[2]]
+    start_last = [pair[1] for pair in runs] + [pair[0] for pair in runs]
+    assert graph_after(late_one, one_by_one=True) == expected
+    assert graph_after(late_batch, one_by_one=False) == expected
+    assert graph_after(start_last, one_by_one=True) == expected
+    assert graph_after(list(reversed(in_order)), one_by_one=True) == expected

@@ -115,8 +115,8 @@ class ApiToken(models.Model):
         if row is None:
             return None
         width = len(tokens.fields)
-        (token,) = tokens.instances([row[:width]])
-        (user,) = users.instances([row[width:-1]])
+        (token,) = tokens.instances([row[:width]], track=False)
+        (user,) = users.instances([row[width:-1]], track=False)
         if not user.is_active:
             return None
         token.user = user

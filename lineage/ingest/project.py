@@ -118,8 +118,8 @@ class Projector:
 
     def finish(self) -> None:
         """Work that needs the flushed rows: edge rebuilds, current versions, schema changes."""
-        for job_pk in sorted(self.ws.rebuild_jobs):
-            rebuild_job_edges(Job.objects.get(pk=job_pk))
+        for job_pk, since in sorted(self.ws.rebuild_jobs.items()):
+            rebuild_job_edges(Job.objects.get(pk=job_pk), since)
         datasets = {dataset.pk: dataset for dataset in self.ws.datasets.values()}
         touched = {pk: list(versions.values()) for pk, versions in sorted(self.ws.touched_versions.items())}
         windows = schema_windows(
@@ -398,16 +398,14 @@ class Projector:
     def _update_edges(self, job: Job, run: Run, moved: bool) -> None:
         """Keep the job's entity-level edges equal to its latest run's inputs and outputs, closing
         (never overwriting) edges that stop applying. A run that lands before the latest one, or
-        moves earlier, marks the job for a rebuild of its whole history from its runs."""
+        moves earlier, marks the job for a rebuild of its history from that run's start on."""
         ws = self.ws
-        if job.pk in ws.rebuild_jobs:
-            return
         latest = ws.latest_runs.get(job.pk)
-        if latest is not None and latest.pk != run.pk and _run_key(run) < _run_key(latest):
-            ws.rebuild_jobs.add(job.pk)
-            return
-        if latest is not None and latest.pk == run.pk and moved:
-            ws.rebuild_jobs.add(job.pk)
+        late = latest is not None and latest.pk != run.pk and _run_key(run) < _run_key(latest)
+        if job.pk in ws.rebuild_jobs or late or (latest is not None and latest.pk == run.pk and moved):
+            since = ws.rebuild_jobs.get(job.pk)
+            at = run.first_event_time
+            ws.rebuild_jobs[job.pk] = at if since is None else min(since, at)
             return
         at = run.first_event_time
         want = ws.run_io(run)
@@ -593,17 +591,35 @@ def _run_key(run: Run) -> tuple[datetime, str]:
     return (run.first_event_time, run.run_id)
 
 
-def rebuild_job_edges(job: Job) -> None:
-    """Recompute the job's run-derived edges from all its runs, in (first event time, runId) order:
-    each run's inputs and outputs hold from its start until the next run's start."""
-    runs = sorted(Run.objects.filter(job=job).only("id", "run_id", "first_event_time"), key=_run_key)
+def rebuild_job_edges(job: Job, since: datetime | None = None) -> None:
+    """Recompute the job's run-derived edges from its runs, in (first event time, runId) order:
+    each run's inputs and outputs hold from its start until the next run's start.
+
+    With ``since``, only the history from that instant on is replayed (the runs that start then or
+    later), from the edges open just before it: a run that arrives a little late costs the runs
+    after it, not the job's whole history. Without it, everything is."""
+    runs_query = Run.objects.filter(job=job)
+    inputs = RunInput.objects.filter(run__job=job)
+    outputs = RunOutput.objects.filter(run__job=job)
+    edges = JobDatasetEdge.objects.filter(job=job, source=RUNS)
+    opened: dict[tuple[int, int], datetime] = {}
+    if since is not None:
+        runs_query = runs_query.filter(first_event_time__gte=since)
+        inputs = inputs.filter(run__first_event_time__gte=since)
+        outputs = outputs.filter(run__first_event_time__gte=since)
+        edges = edges.filter(Q(valid_to__isnull=True) | Q(valid_to__gte=since))
+        # What held just before ``since`` (and how long it had held) is where the replay starts.
+        for dataset_pk, direction, valid_from in edges.filter(valid_from__lt=since).values_list(
+            "dataset_id", "direction", "valid_from"
+        ):
+            opened[(dataset_pk, direction)] = valid_from
+    runs = sorted(runs_query.only("id", "run_id", "first_event_time"), key=_run_key)
     io: dict[int, set[tuple[int, int]]] = {run.pk: set() for run in runs}
-    for run_pk, dataset_pk in RunInput.objects.filter(run__job=job).values_list("run_id", "dataset_id"):
+    for run_pk, dataset_pk in inputs.values_list("run_id", "dataset_id"):
         io[run_pk].add((dataset_pk, JobDatasetEdge.Direction.IN))
-    for run_pk, dataset_pk in RunOutput.objects.filter(run__job=job).values_list("run_id", "dataset_id"):
+    for run_pk, dataset_pk in outputs.values_list("run_id", "dataset_id"):
         io[run_pk].add((dataset_pk, JobDatasetEdge.Direction.OUT))
     rows: list[JobDatasetEdge] = []
-    opened: dict[tuple[int, int], datetime] = {}
     last_closed: dict[tuple[int, int], JobDatasetEdge] = {}
     for run in runs:
         at = run.first_event_time
@@ -626,9 +642,10 @@ def rebuild_job_edges(job: Job) -> None:
             else:
                 opened[key] = at
     rows.extend(_edge(job, key, start, None) for key, start in opened.items())
-    JobDatasetEdge.objects.filter(job=job, source=RUNS).delete()
+    edges.delete()
     JobDatasetEdge.objects.bulk_create(rows)
-    Job.objects.filter(pk=job.pk).update(latest_run=runs[-1] if runs else None)
+    if since is None or runs:
+        Job.objects.filter(pk=job.pk).update(latest_run=runs[-1] if runs else None)
 
 
 def _edge(job: Job, key: tuple[int, int], start: datetime, end: datetime | None) -> JobDatasetEdge:

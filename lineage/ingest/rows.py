@@ -115,7 +115,9 @@ class Table(Generic[M]):
             rows = cursor.fetchall()
         return self.instances(rows)
 
-    def instances(self, rows: Iterable[Sequence[Any]]) -> list[M]:
+    def instances(self, rows: Iterable[Sequence[Any]], *, track: bool = True) -> list[M]:
+        """Model instances of result rows holding every column in table order; ``track`` keeps
+        what was read, for :meth:`changed`."""
         connection = self.connection
         converters = self.converters
         from_db = self.model.from_db
@@ -128,7 +130,8 @@ class Table(Generic[M]):
                     value = convert(value, col, connection)
                 values[index] = value
             obj = from_db(self.alias, self.attnames, values)
-            self.remember(obj)
+            if track:
+                self.remember(obj)
             result.append(obj)
         return result
 

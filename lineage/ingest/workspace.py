@@ -81,7 +81,7 @@ class Workspace:
         self.commits: dict[tuple[str, str], CodeCommit] = {}
         self.edges: dict[int, list[JobDatasetEdge]] = defaultdict(list)
         self.latest_runs: dict[int, Run] = {}
-        self.rebuild_jobs: set[int] = set()
+        self.rebuild_jobs: dict[int, datetime] = {}  # job pk -> replay its edge history from then on
         self.symlinks: set[tuple[int, str, str, str]] = set()
         # dataset pk -> {id(version): version} for versions created or changed by this batch
         self.touched_versions: dict[int, dict[int, DatasetVersion]] = defaultdict(dict)
