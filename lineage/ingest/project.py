@@ -260,8 +260,10 @@ class Projector:
         at = event.event_time
         run = self.ws.runs[event.run_id]
         if run.job_id != job.pk:
+            owner = run.job
             raise InvalidEvent(
-                f"run {event.run_id!r} already belongs to another job; a runId identifies one run of one job",
+                f"run {event.run_id!r} already belongs to job {owner.namespace.name}:{owner.name}; "
+                "a runId identifies one run of one job",
                 field="run.runId",
             )
         fresh = event.run_id in self.ws.fresh_runs

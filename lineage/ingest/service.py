@@ -126,6 +126,11 @@ def ingest(values: list[Any], user: Any = None, sizes: list[int] | None = None, 
         try:
             outcomes.update(_store_and_project(prepared, user))
             break
+        except InvalidEvent as exc:
+            if len(prepared) != 1:
+                raise
+            outcomes[prepared[0].index] = Outcome(prepared[0].index, "failed", prepared[0].digest, error=exc)
+            break
         except (OperationalError, RunJobConflict) as exc:
             if attempt == RETRIES - 1 or not _is_retryable(exc):
                 raise
@@ -153,7 +158,9 @@ def _store_and_project(prepared: list[_Prepared], user: Any) -> dict[int, Outcom
             else:
                 seen.add(item.digest)
                 fresh.append(item)
-        for item, error in _run_job_conflicts(fresh).items():
+        # One event alone needs no look-ahead: the projection refuses a run of another job itself
+        # (InvalidEvent, the same message), and the transaction takes the raw event back with it.
+        for item, error in (_run_job_conflicts(fresh) if len(fresh) > 1 else {}).items():
             results[item.index] = Outcome(item.index, "failed", item.digest, error=error)
         fresh = [item for item in fresh if item.index not in results]
         stored, concurrent_duplicates = _store_raw(fresh, user)

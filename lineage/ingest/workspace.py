@@ -72,6 +72,7 @@ class Workspace:
         self.fresh_runs: set[str] = set()  # created by this batch, no event applied yet
         self.new_run_ids: set[str] = set()
         self.parent_run_pks: dict[str, int] = {}
+        self.other_runs: dict[int, Run] = {}  # latest runs of the batch's jobs, when not among its runs
         self.datasets: dict[Key, Dataset] = {}
         self.versions: dict[tuple[int, str], DatasetVersion] = {}
         self.versions_by_pk: dict[int, DatasetVersion] = {}
@@ -140,7 +141,7 @@ class Workspace:
         self._load_namespaces(names, events)
         self.jobs = self._create_and_lock(Job, first_seen["job"], {})
         self._load_runs(run_jobs)
-        self._load_parent_runs(parent_run_ids)
+        self._load_other_runs(parent_run_ids, events)
         self.datasets = self._create_and_lock(Dataset, first_seen["dataset"], {"physical_name": None})
         self._load_versions(events)
         self._load_run_io()
@@ -232,17 +233,24 @@ class Workspace:
         self.fresh_runs = set(created)
         self.new_run_ids = set(created)
 
-    def _load_parent_runs(self, parent_run_ids: set[str]) -> None:
-        wanted = parent_run_ids - set(self.runs)
-        if not wanted:
+    def _load_other_runs(self, parent_run_ids: set[str], events: list[ParsedEvent]) -> None:
+        """In one statement: the ids of the parent runs named, and the latest run of each job whose
+        runs this batch touches (to tell whether a run arrived late)."""
+        parents = parent_run_ids - set(self.runs)
+        run_jobs = {run.job_id for run in self.runs.values()}
+        jobs = {self.jobs[(e.job_namespace, e.job_name)] for e in events if e.kind != "DatasetEvent"}
+        known = {run.pk for run in self.runs.values()}
+        latest = {j.latest_run_id for j in jobs if j.latest_run_id and j.pk in run_jobs} - known
+        if not parents and not latest:
             return
         table = Table.of(Run)
-        where, params = table.any_of("run_id", wanted)
-        with bound_cursor(table.connection) as cursor:
-            cursor.execute(
-                f"SELECT {table.column('run_id')}, {table.column('id')} FROM {table.name} WHERE {where}", params
-            )
-            self.parent_run_pks = dict(cursor.fetchall())
+        parent_sql, parent_params = table.any_of("run_id", parents)
+        latest_sql, latest_params = table.any_of("id", latest)
+        for run in table.select(f"{parent_sql} OR {latest_sql}", parent_params + latest_params):
+            if run.run_id in parents:
+                self.parent_run_pks[run.run_id] = run.pk
+            if run.pk in latest:
+                self.other_runs[run.pk] = run
 
     def _load_versions(self, events: list[ParsedEvent]) -> None:
         wanted: set[tuple[int, str]] = set()
@@ -305,7 +313,6 @@ class Workspace:
         jobs = {self.jobs[(e.job_namespace, e.job_name)] for e in events if e.kind != "DatasetEvent"}
         if not jobs:
             return
-        run_jobs = {run.job_id for run in self.runs.values()}
         earliest = min([e.event_time for e in events] + [r.first_event_time for r in self.runs.values()])
         table = Table.of(JobDatasetEdge)
         job_sql, job_params = table.any_of("job_id", sorted(j.pk for j in jobs))
@@ -316,12 +323,7 @@ class Workspace:
         )
         for edge in query:
             self.edges[edge.job_id].append(edge)
-        latest_ids = {j.latest_run_id for j in jobs if j.latest_run_id and j.pk in run_jobs}
-        known = {run.pk: run for run in self.runs.values()}
-        missing = latest_ids - known.keys()
-        if missing:
-            runs = Table.of(Run)
-            known.update({run.pk: run for run in runs.select(*runs.any_of("id", missing))})
+        known = {run.pk: run for run in self.runs.values()} | self.other_runs
         for job in jobs:
             if job.latest_run_id in known:
                 self.latest_runs[job.pk] = known[job.latest_run_id]
