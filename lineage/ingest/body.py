@@ -8,6 +8,9 @@ from typing import Protocol
 from lineage.ingest.errors import BodyTooLarge, MalformedBody, UnsupportedEncoding
 
 CHUNK = 256 * 1024
+# Decompressed bytes per step. A 256 KiB read of JSON can inflate to several MiB, and zlib builds
+# each step's output in blocks and then copies it: small steps keep those transients small.
+OUT_CHUNK = 1024 * 1024
 
 
 class Readable(Protocol):
@@ -46,10 +49,18 @@ def read_limited(
             out += chunk
         else:
             try:
-                data = decompressor.decompress(chunk, limit + 1 - len(out))
+                data = decompressor.decompress(chunk, min(OUT_CHUNK, limit + 1 - len(out)))
                 out += data
-                while decompressor.unconsumed_tail and len(out) <= limit:
-                    out += decompressor.decompress(decompressor.unconsumed_tail, limit + 1 - len(out))
+                # Drain what the step size held back: input left over, or (after a full step)
+                # output zlib may still owe for input it has already consumed. Bytes after the
+                # end of the stream are ignored, as before.
+                while (
+                    (decompressor.unconsumed_tail or len(data) == OUT_CHUNK)
+                    and not decompressor.eof
+                    and len(out) <= limit
+                ):
+                    data = decompressor.decompress(decompressor.unconsumed_tail, min(OUT_CHUNK, limit + 1 - len(out)))
+                    out += data
             except zlib.error as exc:
                 raise MalformedBody(f"Body is not valid {encoding} data: {exc}.") from exc
         if len(out) > limit:
