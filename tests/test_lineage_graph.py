@@ -988,3 +988,23 @@ def test_iso_time_writes_timestamps_as_ts_does(db):
     )
     assert [iso(value) for value in rows] == [ts(instant) for instant in instants]
     assert iso(None) is None
+
+
+def test_cycle_collection_is_back_on_after_a_graph_answer(api, post_event):
+    """The graph view turns cyclic garbage collection off while it builds an answer (see
+    ``_without_cycle_collection``); it is on again afterwards, also after an error, and stays off
+    if it was off."""
+    import gc
+
+    _secret_chain(post_event)
+    assert gc.isenabled()
+    assert api.get("/api/v1/lineage", {"nodeId": "dataset:public:dst"}).status_code == 200
+    assert gc.isenabled()
+    assert api.get("/api/v1/lineage", {"nodeId": "dataset:public:nothing"}).status_code == 404
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert api.get("/api/v1/lineage", {"nodeId": "dataset:public:dst"}).status_code == 200
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -31,6 +31,10 @@ through them. Unknown nodes answer 404; malformed parameters 400.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from drf_spectacular.types import OpenApiTypes
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -98,7 +102,31 @@ def lineage_graph_response(request: Request) -> Response:
         return error_response(exc)
 
 
+@contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """No cyclic garbage collection inside the block (unless it was already off).
+
+    A large graph answer allocates tens of thousands of dicts and lists that all stay alive
+    until it is sent. Each 700 allocations start a collection that walks them again, and their
+    survival pushes Python into full collections of the worker's whole heap: at depth 20 on a
+    1M-edge graph those took up to a quarter of a second and made the slowest answers five times
+    slower than the median. The answer holds no reference cycles; they are freed by reference
+    counting once sent, and collection resumes right after the block."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _lineage_graph(request: Request) -> Response:
+    with _without_cycle_collection():
+        return _lineage_graph_answer(request)
+
+
+def _lineage_graph_answer(request: Request) -> Response:
     visibility = visibility_for(request.user)
     kinds = (DATASET, JOB, RUN, VERSION, *node_kinds())
     node = resolve_node_id(request.query_params.get("nodeId", ""), visibility, kinds)
