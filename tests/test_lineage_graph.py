@@ -1008,3 +1008,37 @@ def test_cycle_collection_is_back_on_after_a_graph_answer(api, post_event):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_cycle_collection_switch_is_shared_by_overlapping_requests():
+    """Threads of one worker answer at once: collection stays off while any of them is inside,
+    and is on again when the last one leaves, whatever order they leave in."""
+    import gc
+    import threading
+
+    from lineage.api.graph_views import _without_cycle_collection
+
+    assert gc.isenabled()
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, bool] = {}
+
+    def first() -> None:
+        with _without_cycle_collection():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(5)
+        with _without_cycle_collection():
+            second_in.set()
+            first_out.wait(5)
+            seen["after first left"] = gc.isenabled()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert seen == {"after first left": False}
+    assert gc.isenabled()

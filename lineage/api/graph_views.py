@@ -32,6 +32,7 @@ through them. Unknown nodes answer 404; malformed parameters 400.
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -111,14 +112,29 @@ def _without_cycle_collection() -> Iterator[None]:
     survival pushes Python into full collections of the worker's whole heap: at depth 20 on a
     1M-edge graph those took up to a quarter of a second and made the slowest answers five times
     slower than the median. The answer holds no reference cycles; they are freed by reference
-    counting once sent, and collection resumes right after the block."""
-    enabled = gc.isenabled()
-    gc.disable()
+    counting once sent, and collection resumes right after the block.
+
+    The collector is one switch for the whole process and a threaded worker answers several
+    requests at once: the first block to enter turns it off and the last to leave turns it back
+    on (if it was on), under a lock, so no interleaving can leave it off for good."""
+    global _gc_blocks, _gc_was_enabled
+    with _gc_lock:
+        if _gc_blocks == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_blocks += 1
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        with _gc_lock:
+            _gc_blocks -= 1
+            if _gc_blocks == 0 and _gc_was_enabled:
+                gc.enable()
+
+
+_gc_lock = threading.Lock()
+_gc_blocks = 0  # blocks inside _without_cycle_collection, across the worker's threads
+_gc_was_enabled = True
 
 
 def _lineage_graph(request: Request) -> Response:
