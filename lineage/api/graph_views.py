@@ -66,6 +66,7 @@ from lineage.api.read_views import (
     time_param,
     visible_run,
 )
+from lineage.api.renderers import FastJSONRenderer
 from lineage.graph import (
     DATASET,
     FIELD,
@@ -167,6 +168,8 @@ class ColumnLineageView(ReadView):
     Upstream only unless ``withDownstream=true`` (Marquez's default). A ``dataset:`` node starts
     from all its fields. ``depth`` counts field-to-field hops (default 20); ``limit`` as for
     ``/lineage``. Column lineage is not versioned, so ``asOf`` is refused (400)."""
+
+    renderer_classes = [FastJSONRenderer]
 
     @read_schema("getColumnLineage", "Column lineage graph", NODE_ID, DEPTH, WITH_DOWNSTREAM, NODE_LIMIT)
     def get(self, request: Request) -> Response:

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from lineage.api.graph_views import lineage_graph_response, lineage_graph_schema
+from lineage.api.renderers import FastJSONRenderer
 from lineage.ingest.body import read_limited
 from lineage.ingest.errors import BodyTooLarge, IngestError, MalformedBody
 from lineage.ingest.service import Outcome, decode_json, ingest
@@ -50,6 +51,7 @@ class LineageView(APIView):
 
     ingest_endpoint = True
     parser_classes: list[Any] = []
+    renderer_classes = [FastJSONRenderer]  # the lineage graph can be large
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,
