@@ -526,17 +526,23 @@ def _order(version: DatasetVersion) -> tuple[datetime, Any]:
     return (version.created_at, version.uuid)
 
 
+WINDOW_COLUMNS = ("id", "dataset_id", "version", "created_at", "uuid", "schema_digest")
+
+
 def schema_windows(wanted: dict[int, int]) -> dict[int, list[DatasetVersion]]:
     """For each dataset id, its newest ``k`` versions that carry a schema (newest first).
 
-    One LATERAL query on PostgreSQL; one query per dataset elsewhere."""
+    One LATERAL query on PostgreSQL; one query per dataset elsewhere. Only what orders and
+    compares versions is read: a version's fields (and its facets) can be tens of megabytes and
+    are loaded, lazily, only for a predecessor whose schema actually differs."""
     if not wanted:
         return {}
     windows: dict[int, list[DatasetVersion]] = {pk: [] for pk in wanted}
     if connection.vendor == "postgresql":
         table = DatasetVersion._meta.db_table
         rows = DatasetVersion.objects.raw(
-            f"""SELECT v.* FROM unnest(%s::bigint[], %s::int[]) AS t(dataset_id, k)
+            f"""SELECT v.id, v.dataset_id, v.version, v.created_at, v.uuid, v.schema_digest
+                FROM unnest(%s::bigint[], %s::int[]) AS t(dataset_id, k)
                 CROSS JOIN LATERAL (
                     SELECT * FROM {table} d WHERE d.dataset_id = t.dataset_id AND d.schema_digest <> ''
                     ORDER BY d.created_at DESC, d.uuid DESC LIMIT t.k
@@ -549,7 +555,7 @@ def schema_windows(wanted: dict[int, int]) -> dict[int, list[DatasetVersion]]:
             versions.sort(key=_order, reverse=True)
         return windows
     for pk, k in wanted.items():
-        query = DatasetVersion.objects.filter(dataset_id=pk).exclude(schema_digest="")
+        query = DatasetVersion.objects.filter(dataset_id=pk).exclude(schema_digest="").only(*WINDOW_COLUMNS)
         windows[pk] = list(query.order_by("-created_at", "-uuid")[:k])
     return windows
 
