@@ -192,6 +192,7 @@ class Table(Generic[M]):
         if not objs:
             return []
         assert conflicts in {"raise", "ignore"}
+        assert not (conflicts == "ignore" and returning == "pk"), "skipped rows cannot be matched by position"
         connection = self.connection
         meta = self.model._meta
         auto = meta.auto_field
@@ -208,7 +209,7 @@ class Table(Generic[M]):
                 chunk = objs[start : start + INSERT_CHUNK]
                 params: list[Any] = []
                 for obj in chunk:
-                    self._link_related(obj)
+                    self.link_related(obj)
                     params.extend(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields)
                 values = placeholders(connection, len(chunk), len(fields))
                 sql = f"INSERT INTO {self.name} ({columns}) VALUES {values}{suffix}"
@@ -229,7 +230,7 @@ class Table(Generic[M]):
                     inserted.append(obj)
         return inserted
 
-    def _link_related(self, obj: M) -> None:
+    def link_related(self, obj: M) -> None:
         """Copy the primary keys of related objects assigned before they were saved (what
         ``Model.save`` does in ``_prepare_related_fields_for_save``, without its checks)."""
         cache = obj._state.fields_cache

@@ -524,7 +524,7 @@ def update_rows(model: type[models.Model], rows: list[Any], fields: list[str]) -
     attnames = [meta.get_field(name).attname for name in fields]  # type: ignore[union-attr]
     groups: dict[tuple[str, ...], list[Any]] = defaultdict(list)
     for row in rows:
-        table._link_related(row)
+        table.link_related(row)
         changed = table.changed(row, attnames)
         if changed:
             groups[changed].append(row)
