@@ -35,6 +35,7 @@ from django.db.models import F, Lookup, Model, OuterRef, Q, Subquery, Window
 from django.db.models.functions import RowNumber
 
 from lineage.access import Visibility
+from lineage.ingest.rows import bound_cursor
 from lineage.models import (
     ColumnLineage,
     Dataset,
@@ -463,7 +464,7 @@ def entity_lineage(
                 params.append(int(direction))
             if instant is not None:
                 params += [instant, instant]
-            with connection.cursor() as cursor:
+            with bound_cursor(connection) as cursor:
                 cursor.execute(sql, [*params, cap])
                 rows = cursor.fetchall()
             capped |= len(rows) >= cap
@@ -577,7 +578,7 @@ def _prefetched_expander(
         "bound": bound,
         "as_of": instant,
     }
-    with connection.cursor() as cursor:
+    with bound_cursor(connection) as cursor:
         cursor.execute(_walk_sql(instant is not None), params)
         rows = cursor.fetchall()
     if not rows or len(rows) >= bound:

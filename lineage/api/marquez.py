@@ -46,6 +46,7 @@ from lineage.graph import (
     produced_outputs,
     versions_at,
 )
+from lineage.ingest.rows import bound_cursor
 from lineage.models import (
     CodeCommit,
     Dataset,
@@ -120,28 +121,18 @@ def _table(model: type[Model]) -> str:
 
 
 def _pg_fetch(sql: str, ids: Iterable[int]) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
+    # Parameters bound server-side: the statement is prepared once per connection and never
+    # planned again (planning these joins cost more than running them).
+    with bound_cursor(connection) as cursor:
         cursor.execute(sql, ["{" + ",".join(str(int(pk)) for pk in ids) + "}"])
         return cursor.fetchall()
 
 
 def _pg_fetch_many(*statements: tuple[str, Iterable[int]]) -> list[list[tuple[Any, ...]]]:
-    """The rows of several :func:`_pg_statements`, each with its ids, in one round trip (one
-    simple-protocol query of several statements, with client-side binding; one at a time
-    otherwise)."""
+    """The rows of several :func:`_pg_statements`, each with its ids: one prepared statement each
+    (a multi-statement round trip cannot be prepared, and planning cost more than the trips)."""
     sqls = _pg_statements()
-    if len(statements) == 1 or getattr(connection.features, "uses_server_side_binding", False):
-        return [_pg_fetch(sqls[name], ids) for name, ids in statements]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            ";\n".join(sqls[name] for name, _ in statements),
-            ["{" + ",".join(str(int(pk)) for pk in ids) + "}" for _, ids in statements],
-        )
-        results = [cursor.fetchall()]
-        for _ in statements[1:]:
-            cursor.nextset()
-            results.append(cursor.fetchall())
-    return results
+    return [_pg_fetch(sqls[name], ids) for name, ids in statements]
 
 
 def _json_column(model: type[Model], name: str) -> Any:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from django.db import connections, models, router
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 M = TypeVar("M", bound=models.Model)
 Converter = tuple[int, list[Any], Any]
@@ -45,9 +46,20 @@ def bound_cursor(connection: Any, *, native_placeholders: bool = False) -> Itera
     connection.ensure_connection()
     with connection.wrap_database_errors:
         factory = psycopg.RawCursor if native_placeholders else psycopg.Cursor
-        cursor = connection._prepare_cursor(factory(connection.connection))
+        raw = factory(connection.connection)
+    connection.validate_thread_sharing()
+    cursor = _LoggedCursor(raw, connection) if connection.queries_logged else connection.make_cursor(raw)
     with cursor:
         yield cursor
+
+
+class _LoggedCursor(CursorDebugWrapper):
+    """Django's query logging (DEBUG, ``CaptureQueriesContext``) asks the driver for the text it
+    sent, which a server-side-binding cursor may not have: log the statement as written."""
+
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        with self.debug_sql(sql, params, use_last_executed_query=False):
+            return CursorWrapper.execute(self, sql, params)
 
 
 def placeholders(connection: Any, rows: int, columns: int) -> str:
