@@ -1042,3 +1042,17 @@ def test_cycle_collection_switch_is_shared_by_overlapping_requests():
         thread.join(10)
     assert seen == {"after first left": False}
     assert gc.isenabled()
+
+
+def test_lineage_answer_is_compact_json_unless_indent_is_asked_for(api, post_event):
+    """The graph is written out inside the view (see ``_lineage_graph``): the same JSON document
+    as DRF would send, and DRF's own rendering when the client asks for an indented one."""
+    import json
+
+    _secret_chain(post_event)
+    compact = api.get("/api/v1/lineage", {"nodeId": "dataset:public:dst"})
+    assert compact.status_code == 200 and compact["Content-Type"] == "application/json"
+    assert b"\n" not in compact.content
+    indented = api.get("/api/v1/lineage", {"nodeId": "dataset:public:dst"}, HTTP_ACCEPT="application/json; indent=2")
+    assert indented.status_code == 200 and b'\n  "graph"' in indented.content
+    assert json.loads(indented.content) == json.loads(compact.content)

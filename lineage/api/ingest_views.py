@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
@@ -74,7 +75,7 @@ class LineageView(APIView):
         return Response({"status": outcome.status, "digest": outcome.digest}, status=201)
 
     @lineage_graph_schema
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponseBase:
         return lineage_graph_response(request)
 
 
