@@ -40,7 +40,11 @@ def test_compliance_officer_reviews_lineage_in_a_browser(
     for event in evidence_events():
         assert post_event(event).status_code == 201
     make_user("olga", roles=("compliance_officer",), is_staff=True)
-    wait = WebDriverWait(browser, 20)
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    # A page can be replaced between finding an element and reading it (after a click that
+    # navigates): try again rather than fail.
+    wait = WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))
 
     def page_shows(text: str) -> None:  # case-insensitive: the admin CSS upper-cases some headings
         wait.until(lambda driver: text.lower() in driver.find_element(By.TAG_NAME, "body").text.lower())
