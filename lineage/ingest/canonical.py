@@ -6,9 +6,17 @@ import hashlib
 import json
 from typing import Any
 
+from lineage.ingest.json_pieces import json_pieces
+
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def canonical_pieces(value: Any) -> list[str]:
+    """:func:`canonical_json` of ``value`` as a list of pieces whose concatenation is that text,
+    never joined (see :mod:`lineage.ingest.json_pieces`)."""
+    return list(json_pieces(value, canonical_json, sort_keys=True))
 
 
 def digest_of(value: Any) -> str:

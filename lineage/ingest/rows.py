@@ -9,12 +9,15 @@ of the ingestion code works on ordinary model objects.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from django.db import connections, models, router
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+
+from lineage.ingest.staging import can_stage, placeholder, stage_large
 
 M = TypeVar("M", bound=models.Model)
 Converter = tuple[int, list[Any], Any]
@@ -62,13 +65,19 @@ class _LoggedCursor(CursorDebugWrapper):
             return CursorWrapper.execute(self, sql, params)
 
 
-def placeholders(connection: Any, rows: int, columns: int) -> str:
+def placeholders(connection: Any, rows: int, columns: int, staged: Sequence[Any] = ()) -> str:
     """``(%s, %s), (%s, %s)`` for ``rows`` x ``columns`` values; ``($1, $2), ($3, $4)`` on PostgreSQL,
-    for a :func:`bound_cursor` with ``native_placeholders``."""
+    for a :func:`bound_cursor` with ``native_placeholders``. ``staged``: the parameters, when some
+    are staged documents (see :mod:`lineage.ingest.staging`)."""
     if connection.vendor != "postgresql":
         row = "(" + ", ".join(["%s"] * columns) + ")"
         return ", ".join([row] * rows)
     numbers = iter(range(1, rows * columns + 1))
+    if staged:
+        return ", ".join(
+            "(" + ", ".join(placeholder(f"${n}", staged[n - 1]) for n in itertools.islice(numbers, columns)) + ")"
+            for _ in range(rows)
+        )
     return ", ".join("(" + ", ".join(f"${next(numbers)}" for _ in range(columns)) + ")" for _ in range(rows))
 
 
@@ -216,14 +225,20 @@ class Table(Generic[M]):
         if returning:
             suffix += f" RETURNING {self.quoted[pk_name]}, {self.quoted[key]}"
         inserted: list[M] = []
+        staging = can_stage(connection)
+        documents = [i for i, f in enumerate(fields) if isinstance(f, models.JSONField)]
         with bound_cursor(connection, native_placeholders=True) as cursor:
             for start in range(0, len(objs), INSERT_CHUNK):
                 chunk = objs[start : start + INSERT_CHUNK]
                 params: list[Any] = []
+                staged = False
                 for obj in chunk:
                     self.link_related(obj)
+                    offset = len(params)
                     params.extend(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields)
-                values = placeholders(connection, len(chunk), len(fields))
+                    if staging:
+                        staged = stage_large(connection, params, (offset + i for i in documents)) or staged
+                values = placeholders(connection, len(chunk), len(fields), params if staged else ())
                 sql = f"INSERT INTO {self.name} ({columns}) VALUES {values}{suffix}"
                 cursor.execute(sql, params)
                 if not returning:

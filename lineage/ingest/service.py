@@ -18,7 +18,7 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from lineage.access import write_denial
-from lineage.ingest.canonical import canonical_json, find_unstorable_string
+from lineage.ingest.canonical import canonical_json, canonical_pieces, find_unstorable_string
 from lineage.ingest.errors import Forbidden, IngestError, InvalidEvent, MalformedBody
 from lineage.ingest.event import ParsedEvent, parse_event
 from lineage.ingest.project import project
@@ -30,6 +30,7 @@ from lineage.signals import events_ingested
 
 logger = logging.getLogger(__name__)
 RETRIES = 4
+PIECES_FROM = 1 << 20  # bytes of body from which an event's canonical JSON is built in pieces
 
 
 @dataclass
@@ -77,31 +78,40 @@ def prepare(index: int, value: Any, size: int | None = None) -> _Prepared:
     """Validate one decoded event and compute its digest; raises IngestError."""
     event = parse_event(value)
     try:
-        text = canonical_json(value)
+        text = _canonical_text(value, size)
     except ValueError as exc:
         raise MalformedBody("A number in the event is out of range (infinite or NaN).") from exc
     digest, encodable = _utf8_digest(text)
-    if not encodable or "\\u0000" in text:
+    if not encodable or any("\\u0000" in piece for piece in text):
         where = find_unstorable_string(value)
         if where is not None:
             raise InvalidEvent("contains a NUL character or an unpaired surrogate, which cannot be stored", field=where)
     return _Prepared(
-        index=index, event=event, digest=digest, size=size if size is not None else len(text), text=JSONText(text)
+        index=index, event=event, digest=digest, size=size if size is not None else sum(map(len, text)), text=text
     )
 
 
-def _utf8_digest(text: str, step: int = 1 << 20) -> tuple[str, bool]:
-    """SHA-256 of the UTF-8 encoding of ``text`` (lone surrogates encoded as such), one slice at a
+def _canonical_text(value: Any, size: int | None) -> JSONText:
+    """The canonical JSON of an event: in one piece when it is known to be small, else in pieces
+    (see :func:`canonical_pieces`)."""
+    if size is not None and size < PIECES_FROM:
+        return JSONText([canonical_json(value)])
+    return JSONText(canonical_pieces(value))
+
+
+def _utf8_digest(text: JSONText, step: int = 1 << 20) -> tuple[str, bool]:
+    """SHA-256 of the UTF-8 encoding of the text (lone surrogates encoded as such), one slice at a
     time so the encoding is never whole in memory beside the text; and whether it was encodable."""
     h = hashlib.sha256()
     encodable = True
-    for start in range(0, len(text), step):
-        part = text[start : start + step]
-        try:
-            h.update(part.encode("utf-8"))
-        except UnicodeEncodeError:
-            h.update(part.encode("utf-8", "surrogatepass"))
-            encodable = False
+    for piece in text:
+        for start in range(0, len(piece), step):
+            part = piece[start : start + step]
+            try:
+                h.update(part.encode("utf-8"))
+            except UnicodeEncodeError:
+                h.update(part.encode("utf-8", "surrogatepass"))
+                encodable = False
     return h.hexdigest(), encodable
 
 
@@ -248,6 +258,6 @@ def _raw_event(item: _Prepared, user: Any, now: Any) -> RawEvent:
         producer=event.producer,
         schema_url=event.schema_url,
         size_bytes=item.size,
-        payload=item.text if item.text is not None else JSONText(canonical_json(event.payload)),
+        payload=item.text if item.text is not None else _canonical_text(event.payload, None),
         submitted_by=user if getattr(user, "pk", None) else None,
     )

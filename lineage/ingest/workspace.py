@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from lineage.ingest.event import ParsedEvent
 from lineage.ingest.rows import Table, bound_cursor
+from lineage.ingest.staging import can_stage, placeholder, stage_large
 from lineage.models import (
     CodeCommit,
     ColumnLineage,
@@ -529,16 +530,26 @@ def update_rows(model: type[models.Model], rows: list[Any], fields: list[str]) -
         if changed:
             groups[changed].append(row)
     pk = table.quoted[meta.pk.attname]  # type: ignore[union-attr]
+    staging = can_stage(connection)
     for changed, members in groups.items():
         columns = [table.by_attname[name] for name in changed]
+        documents = [i for i, field in enumerate(columns) if isinstance(field, models.JSONField)] if staging else []
         assignments = ", ".join(f"{table.quoted[name]} = %s" for name in changed)
         sql = f"UPDATE {table.name} SET {assignments} WHERE {pk} = %s"
-        params = [
-            [*(field.get_db_prep_save(getattr(row, field.attname), connection) for field in columns), row.pk]
-            for row in members
-        ]
+        params = []
         with bound_cursor(connection) as cursor:
-            cursor.executemany(sql, params)
+            for row in members:
+                values = [*(field.get_db_prep_save(getattr(row, field.attname), connection) for field in columns)]
+                values.append(row.pk)
+                if documents and stage_large(connection, values, documents):
+                    # A row with a staged document has statement text of its own.
+                    pairs = zip(changed, values[:-1], strict=True)
+                    assigned = ", ".join(f"{table.quoted[name]} = {placeholder('%s', value)}" for name, value in pairs)
+                    cursor.execute(f"UPDATE {table.name} SET {assigned} WHERE {pk} = %s", values)
+                else:
+                    params.append(values)
+            if params:
+                cursor.executemany(sql, params)
         for row in members:
             table.remember(row)
 

@@ -9,14 +9,18 @@ import orjson
 from django.db import models
 
 
-class JSONText(str):
-    """A JSON document already serialised (e.g. the canonical form an event was hashed in).
+class JSONText(list[str]):
+    """A JSON document already serialised (e.g. the canonical form an event was hashed in), as
+    pieces whose concatenation is the text (a large document need never be one string).
 
     Stored as is by :class:`StoredJSONField`, so a large event is not serialised a second time."""
 
+    def text(self) -> str:
+        return "".join(self)
 
-def _as_is(text: Any) -> str:
-    return str(text)
+
+def _joined(text: JSONText) -> str:
+    return text.text()
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -60,6 +64,6 @@ class StoredJSONField(DocumentField):
             if connection.vendor == "postgresql":
                 from psycopg.types.json import Jsonb
 
-                return Jsonb(value, dumps=_as_is)
-            return str(value)
+                return Jsonb(value, dumps=_joined)
+            return value.text()
         return super().get_db_prep_value(value, connection, prepared)
