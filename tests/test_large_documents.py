@@ -128,7 +128,7 @@ def test_a_large_event_is_stored_intact(post_event: Any) -> None:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_documents_are_staged_only_inside_a_transaction_and_read_back_exactly() -> None:
-    from lineage.ingest.staging import Staged, can_stage, placeholder, stage_large
+    from lineage.ingest.staging import Staged, can_stage, expecting_large, placeholder, stage_large
 
     assert not can_stage(connection)  # autocommit: the staging table is emptied at every commit
     wide = {f"k{i}": [i, "é\\", {"n": 2**70}] for i in range(PIECE_VALUES)}
@@ -142,7 +142,10 @@ def test_documents_are_staged_only_inside_a_transaction_and_read_back_exactly() 
             Jsonb(small, dumps=_json_bytes),
             7,
         ]
-        assert stage_large(connection, params, [0, 1, 2])
+        assert not stage_large(connection, params, [0, 1, 2])  # not expected: left for psycopg
+        assert [type(p) for p in params] == [Jsonb, Jsonb, Jsonb, int]
+        with expecting_large():
+            assert stage_large(connection, params, [0, 1, 2])
         assert isinstance(params[0], Staged) and isinstance(params[1], Staged)
         assert isinstance(params[2], Jsonb) and params[2].obj == orjson.dumps(small)
         sql = "SELECT " + ", ".join(placeholder("%s", value) for value in params)
@@ -153,3 +156,21 @@ def test_documents_are_staged_only_inside_a_transaction_and_read_back_exactly() 
     with connection.cursor() as cursor:  # emptied at commit
         cursor.execute("SELECT count(*) FROM pg_temp.custody_staged_document")
         assert cursor.fetchone() == (0,)
+
+
+@pytest.mark.django_db
+def test_a_large_event_is_not_kept_alive_after_its_request(post_event: Any) -> None:
+    """The projection's model instances refer to one another: without a collection at the end of
+    the request they, and the event they hold, would outlive it until the next full collection."""
+    import gc
+
+    from lineage.models import Dataset
+
+    gc.collect()
+    gc.disable()
+    try:
+        assert post_event(_big_event()).status_code == 201
+        alive = [o for o in gc.get_objects() if isinstance(o, Dataset) and o.name == "warehouse.wide"]
+    finally:
+        gc.enable()
+    assert alive == []

@@ -5,6 +5,7 @@ GET /api/v1/lineage (the lineage graph) shares the path and is answered by the g
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +26,7 @@ from lineage.ingest.errors import BodyTooLarge, IngestError, MalformedBody
 from lineage.ingest.service import Outcome, decode_json, ingest
 
 MAX_BATCH_EVENTS = 10_000
+LARGE_BODY = 1 << 20
 
 
 def _read_json(request: Request, limit: int) -> tuple[Any, int]:
@@ -40,6 +42,14 @@ def _read_json(request: Request, limit: int) -> tuple[Any, int]:
     value = decode_json(body)
     del body
     return value, size
+
+
+def _release(size: int) -> None:
+    """After a large body: collect the projection's objects now. Its model instances refer to one
+    another (and to the event), so only a full collection frees them, and a worker would otherwise
+    hold a large event's hundreds of megabytes until one happens to run."""
+    if size >= LARGE_BODY:
+        gc.collect()
 
 
 def _error_response(exc: IngestError) -> Response:
@@ -68,6 +78,8 @@ class LineageView(APIView):
         try:
             value, size = _read_json(request, settings.CUSTODY_MAX_EVENT_BYTES)
             (outcome,) = ingest([value], user=request.user, sizes=[size], auth=request.auth)
+            del value
+            _release(size)
         except IngestError as exc:
             return _error_response(exc)
         if outcome.error is not None:
@@ -93,12 +105,14 @@ class LineageBatchView(APIView):
     )
     def post(self, request: Request) -> Response:
         try:
-            values, _ = _read_json(request, settings.CUSTODY_MAX_BATCH_BYTES)
+            values, size = _read_json(request, settings.CUSTODY_MAX_BATCH_BYTES)
             if not isinstance(values, list):
                 raise MalformedBody(f"A batch must be a JSON array of events, not a {type(values).__name__}.")
             if len(values) > MAX_BATCH_EVENTS:
                 raise BodyTooLarge(f"A batch may hold at most {MAX_BATCH_EVENTS} events; this one has {len(values)}.")
             outcomes = ingest(values, user=request.user, auth=request.auth)
+            del values
+            _release(size)
         except IngestError as exc:
             return _error_response(exc)
         return Response(_batch_summary(outcomes), status=200)

@@ -23,6 +23,7 @@ from lineage.ingest.errors import Forbidden, IngestError, InvalidEvent, Malforme
 from lineage.ingest.event import ParsedEvent, parse_event
 from lineage.ingest.project import project
 from lineage.ingest.rows import Table, bound_cursor
+from lineage.ingest.staging import expecting_large
 from lineage.ingest.workspace import RunJobConflict
 from lineage.models import Job, Namespace, RawEvent, Run
 from lineage.models.fields import JSONText
@@ -92,11 +93,12 @@ def prepare(index: int, value: Any, size: int | None = None) -> _Prepared:
 
 
 def _canonical_text(value: Any, size: int | None) -> JSONText:
-    """The canonical JSON of an event: in one piece when it is known to be small, else in pieces
-    (see :func:`canonical_pieces`)."""
-    if size is not None and size < PIECES_FROM:
-        return JSONText([canonical_json(value)])
-    return JSONText(canonical_pieces(value))
+    """The canonical JSON of an event: in pieces (see :func:`canonical_pieces`) when its body is
+    known to be large; else in one piece (a batch's events are taken as small, and telling them
+    apart would cost a walk over each)."""
+    if size is not None and size >= PIECES_FROM:
+        return JSONText(canonical_pieces(value))
+    return JSONText([canonical_json(value)])
 
 
 def _utf8_digest(text: JSONText, step: int = 1 << 20) -> tuple[str, bool]:
@@ -159,7 +161,7 @@ def _store_and_project(prepared: list[_Prepared], user: Any) -> dict[int, Outcom
     """One transaction: drop duplicates and events that contradict the graph, store the rest
     verbatim, project them. A failure rolls the whole unit back; the caller retries or reports."""
     results: dict[int, Outcome] = {}
-    with transaction.atomic():
+    with transaction.atomic(), expecting_large(any(item.size >= PIECES_FROM for item in prepared)):
         seen: set[str] = set()  # a digest already stored is skipped by the insert and reported as a duplicate
         fresh = []
         for item in prepared:

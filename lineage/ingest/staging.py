@@ -10,13 +10,17 @@ beside the serialisation, or nothing beside the pieces of a pre-serialised docum
 (:class:`~lineage.models.fields.JSONText`).
 
 Only inside a transaction (the rows would be gone before the statement otherwise) and only on
-PostgreSQL; elsewhere parameters are left as they are.
+PostgreSQL; elsewhere parameters are left as they are. Pre-serialised documents are checked
+always (their size is known); others only while :func:`expecting_large` is on (the ingestion of an
+event of a MiB or more), since telling a small document from a large one costs a walk over it.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -29,6 +33,17 @@ SLICE = 1 << 20
 NAME = "custody_staged_document"
 TABLE = f"pg_temp.{NAME}"
 _ids = itertools.count(1)
+_expecting = ContextVar("custody_expecting_large_documents", default=False)
+
+
+@contextmanager
+def expecting_large(on: bool = True) -> Iterator[None]:
+    """While on, any JSON parameter may be a large document: check each (see the module's text)."""
+    token = _expecting.set(on)
+    try:
+        yield
+    finally:
+        _expecting.reset(token)
 
 
 class Staged(int):
@@ -63,7 +78,7 @@ def stage_large(connection: Any, params: list[Any], positions: Iterable[int]) ->
                 staged = True
             continue
         dumps: Callable[[Any], Any] | None = value.dumps
-        if dumps is None:
+        if dumps is None or not _expecting.get():
             continue
         if size(document) > PIECE_VALUES:  # serialised a piece at a time, never whole
             params[i] = _stage(connection, json_pieces(document, dumps, sort_keys=False))
