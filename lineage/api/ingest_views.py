@@ -23,10 +23,9 @@ from lineage.api.graph_views import lineage_graph_response, lineage_graph_schema
 from lineage.api.renderers import FastJSONRenderer
 from lineage.ingest.body import read_limited
 from lineage.ingest.errors import BodyTooLarge, IngestError, MalformedBody
-from lineage.ingest.service import Outcome, decode_json, ingest
+from lineage.ingest.service import LARGE_EVENT, Outcome, decode_json, ingest
 
 MAX_BATCH_EVENTS = 10_000
-LARGE_BODY = 1 << 20
 
 
 def _read_json(request: Request, limit: int) -> tuple[Any, int]:
@@ -48,7 +47,7 @@ def _release(size: int) -> None:
     """After a large body: collect the projection's objects now. Its model instances refer to one
     another (and to the event), so only a full collection frees them, and a worker would otherwise
     hold a large event's hundreds of megabytes until one happens to run."""
-    if size >= LARGE_BODY:
+    if size >= LARGE_EVENT:
         gc.collect()
 
 

@@ -31,7 +31,7 @@ from lineage.signals import events_ingested
 
 logger = logging.getLogger(__name__)
 RETRIES = 4
-PIECES_FROM = 1 << 20  # bytes of body from which an event's canonical JSON is built in pieces
+LARGE_EVENT = 1 << 20  # bytes of body from which an event is hashed and written a piece at a time
 
 
 @dataclass
@@ -96,7 +96,7 @@ def _canonical_text(value: Any, size: int | None) -> JSONText:
     """The canonical JSON of an event: in pieces (see :func:`canonical_pieces`) when its body is
     known to be large; else in one piece (a batch's events are taken as small, and telling them
     apart would cost a walk over each)."""
-    if size is not None and size >= PIECES_FROM:
+    if size is not None and size >= LARGE_EVENT:
         return JSONText(canonical_pieces(value))
     return JSONText([canonical_json(value)])
 
@@ -161,7 +161,7 @@ def _store_and_project(prepared: list[_Prepared], user: Any) -> dict[int, Outcom
     """One transaction: drop duplicates and events that contradict the graph, store the rest
     verbatim, project them. A failure rolls the whole unit back; the caller retries or reports."""
     results: dict[int, Outcome] = {}
-    with transaction.atomic(), expecting_large(any(item.size >= PIECES_FROM for item in prepared)):
+    with transaction.atomic(), expecting_large(any(item.size >= LARGE_EVENT for item in prepared)):
         seen: set[str] = set()  # a digest already stored is skipped by the insert and reported as a duplicate
         fresh = []
         for item in prepared:

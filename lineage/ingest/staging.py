@@ -3,16 +3,17 @@
 A parameter goes to the server whole: psycopg holds its serialisation and libpq copies it into the
 connection's output buffer, which keeps the size it grew to. For a 32 MB schema facet that is
 twice its size again in the web worker, and an event writes such a document several times (the
-raw event, the dataset's facets and fields, its version's). A document of :data:`STAGE_AT` bytes
-or more is instead copied (``COPY FROM STDIN``, slice by slice) into a temporary table that
-PostgreSQL empties at commit, and the statement reads it from there: the worker holds one slice
-beside the serialisation, or nothing beside the pieces of a pre-serialised document
-(:class:`~lineage.models.fields.JSONText`).
+raw event, the dataset's facets and fields, its version's). A large document is instead copied
+(``COPY FROM STDIN``, slice by slice) into a temporary table that PostgreSQL empties at commit,
+and the statement reads it from there. A document of many values is serialised a piece at a time
+on its way (:mod:`lineage.ingest.json_pieces`), so it is never whole in the worker; one of few,
+long values is serialised whole and sent in slices.
 
 Only inside a transaction (the rows would be gone before the statement otherwise) and only on
-PostgreSQL; elsewhere parameters are left as they are. Pre-serialised documents are checked
-always (their size is known); others only while :func:`expecting_large` is on (the ingestion of an
-event of a MiB or more), since telling a small document from a large one costs a walk over it.
+PostgreSQL; elsewhere parameters are left as they are. Pre-serialised documents
+(:class:`~lineage.models.fields.JSONText`) are checked always, their size is known; others only
+while :func:`expecting_large` is on (the ingestion of an event of a MiB or more), since telling a
+small document from a large one costs a walk over it.
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ def can_stage(connection: Any) -> bool:
 
 
 def stage_large(connection: Any, params: list[Any], positions: Iterable[int]) -> bool:
-    """Stage the large JSON documents among ``params[i]`` for ``i`` in ``positions`` (replacing
-    them by :class:`Staged`); serialises the others now, once. Whether any was staged.
+    """Stage the large JSON documents among ``params[i]`` for ``i`` in ``positions``, replacing
+    them by :class:`Staged` (while expecting large ones, the small ones are serialised here, once,
+    to tell). Whether any was staged.
 
     Call only where :func:`can_stage` holds."""
     staged = False
@@ -86,7 +88,7 @@ def stage_large(connection: Any, params: list[Any], positions: Iterable[int]) ->
             continue
         data = dumps(document)
         if len(data) >= STAGE_AT:  # few values, but long ones
-            params[i] = _stage(connection, _slices(data))
+            params[i] = _stage(connection, [data])
             staged = True
         else:
             params[i] = Jsonb(data, dumps=_same)
@@ -99,6 +101,9 @@ def _same(data: Any) -> Any:
 
 
 def _slices(data: str | bytes) -> Iterator[str | bytes]:
+    if len(data) <= SLICE:
+        yield data
+        return
     for start in range(0, len(data), SLICE):
         yield data[start : start + SLICE]
 
@@ -111,9 +116,10 @@ def _stage(connection: Any, chunks: Iterable[str | bytes]) -> Staged:
         with cursor.copy(f"COPY {TABLE} (id, doc) FROM STDIN") as copy:
             copy.write(f"{ident}\t".encode())
             for chunk in chunks:
-                # COPY's text format: a backslash starts an escape. JSON text has no raw tab,
-                # newline or carriage return (they are escaped inside strings).
-                data = chunk.encode("utf-8") if isinstance(chunk, str) else chunk
-                copy.write(data.replace(b"\\", b"\\\\"))
+                for part in _slices(chunk):
+                    # COPY's text format: a backslash starts an escape. JSON text has no raw tab,
+                    # newline or carriage return (they are escaped inside strings).
+                    data = part.encode("utf-8") if isinstance(part, str) else part
+                    copy.write(data.replace(b"\\", b"\\\\"))
             copy.write(b"\n")
     return Staged(ident)
