@@ -19,6 +19,7 @@ from django.db.models import Q
 from lineage.ingest.errors import InvalidEvent
 from lineage.ingest.event import DatasetMention, ParsedEvent, parse_event_time
 from lineage.ingest.facets import Merge, merge_facets
+from lineage.ingest.rows import Table, pipelined
 from lineage.ingest.schema import diff_schemas, normalise_fields, schema_digest
 from lineage.ingest.workspace import (
     Workspace,
@@ -99,7 +100,8 @@ def project(events: list[ParsedEvent]) -> None:
     projector = Projector(workspace)
     for event in events:
         projector.apply(event)
-    workspace.flush()
+    with pipelined(Table.of(Run).connection):
+        workspace.flush()
     projector.finish()
 
 
@@ -201,7 +203,11 @@ class Projector:
             version.created_at, changed = at, True
             if version.pk is not None:
                 self.ws.moved_versions.add(version.pk)
-        if run is not None and (version.run is None or _run_key(run) < _run_key(version.run)):
+        if (
+            run is not None
+            and not _points_at(version, "run", run)
+            and (version.run is None or _run_key(run) < _run_key(version.run))
+        ):
             version.run, changed = run, True  # several runs claim one declared version: the first
         merged = merge_facets(version.facets, version.facet_times, facets, at)
         if merged == Merge.VALUES:
@@ -358,7 +364,7 @@ class Projector:
         row, changed = self.ws.run_output(run, dataset, version, at)
         if at < row.first_seen_at:
             row.first_seen_at, changed = at, True
-        if row.version is not version and _order(version) > _order(row.version):
+        if not _points_at(row, "version", version) and _order(version) > _order(row.version):
             row.version, changed = version, True  # two versions of one dataset from one run: the newest
         if merge_facets(row.facets, row.facet_times, mention.io_facets, at):
             changed = True
@@ -520,6 +526,14 @@ def _record_schema_change(dataset: Dataset, before: DatasetVersion, after: Datas
         explanation=diff.explanation,
         created_at=after.created_at,
     )
+
+
+def _points_at(row: Any, relation: str, target: Any) -> bool:
+    """Whether ``row.<relation>`` is ``target``, told without loading the related row: a stored
+    row's foreign key names the target's primary key, or the target is the related object itself."""
+    if row._state.fields_cache.get(relation) is target:
+        return True
+    return target.pk is not None and getattr(row, f"{relation}_id") == target.pk
 
 
 def _order(version: DatasetVersion) -> tuple[datetime, Any]:

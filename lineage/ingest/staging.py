@@ -47,6 +47,11 @@ def expecting_large(on: bool = True) -> Iterator[None]:
         _expecting.reset(token)
 
 
+def large_expected() -> bool:
+    """Whether :func:`expecting_large` is on (documents may be staged: COPY, which a pipeline refuses)."""
+    return _expecting.get()
+
+
 class Staged(int):
     """A parameter standing for a staged document: its id in the staging table (bound as an int)."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -18,7 +18,7 @@ from django.db import models
 from django.utils import timezone
 
 from lineage.ingest.event import ParsedEvent
-from lineage.ingest.rows import Table, bound_cursor
+from lineage.ingest.rows import Table, bound_cursor, pipelined
 from lineage.ingest.staging import can_stage, placeholder, stage_large
 from lineage.models import (
     CodeCommit,
@@ -36,6 +36,12 @@ from lineage.models import (
 
 M = TypeVar("M", bound=models.Model)
 Key = tuple[str, str]
+Finish = Callable[[], None]  # reads a statement's answer into the workspace
+
+
+def _nothing() -> None:
+    pass
+
 
 # Deterministic ids for versions: uuid5 under this namespace.
 VERSION_UUID_NAMESPACE = uuid.UUID("6f2b1c3e-8f0a-5d5e-9c1b-2a7e4d9f0c11")
@@ -142,13 +148,19 @@ class Workspace:
         self._load_namespaces(names, events)
         self.jobs = self._create_and_lock(Job, first_seen["job"], {})
         self._load_runs(run_jobs)
-        self._load_other_runs(parent_run_ids, events)
         self.datasets = self._create_and_lock(Dataset, first_seen["dataset"], {"physical_name": None})
-        self._load_versions(events)
-        self._load_run_io()
-        self._load_column_lineage(events)
-        self._load_commits(commit_keys)
-        self._load_edges(events)
+        # The rest are independent reads: sent together, they share one round trip on PostgreSQL.
+        with pipelined(Table.of(Run).connection):
+            pending = [
+                self._load_other_runs(parent_run_ids, events),
+                self._load_versions(events),
+                *self._load_run_io(),
+                self._load_column_lineage(events),
+                self._load_commits(commit_keys),
+                self._load_edges(events),
+            ]
+            for finish in pending:
+                finish()
 
     def _load_namespaces(self, names: set[str], events: list[ParsedEvent]) -> None:
         table = Table.of(Namespace)
@@ -234,7 +246,8 @@ class Workspace:
         self.fresh_runs = set(created)
         self.new_run_ids = set(created)
 
-    def _load_other_runs(self, parent_run_ids: set[str], events: list[ParsedEvent]) -> None:
+    # Each of the reads below sends its statement and returns what reads its answer (see load).
+    def _load_other_runs(self, parent_run_ids: set[str], events: list[ParsedEvent]) -> Finish:
         """In one statement: the ids of the parent runs named, and the latest run of each job whose
         runs this batch touches (to tell whether a run arrived late)."""
         parents = parent_run_ids - set(self.runs)
@@ -243,17 +256,22 @@ class Workspace:
         known = {run.pk for run in self.runs.values()}
         latest = {j.latest_run_id for j in jobs if j.latest_run_id and j.pk in run_jobs} - known
         if not parents and not latest:
-            return
+            return _nothing
         table = Table.of(Run)
         parent_sql, parent_params = table.any_of("run_id", parents)
         latest_sql, latest_params = table.any_of("id", latest)
-        for run in table.select(f"{parent_sql} OR {latest_sql}", parent_params + latest_params):
-            if run.run_id in parents:
-                self.parent_run_pks[run.run_id] = run.pk
-            if run.pk in latest:
-                self.other_runs[run.pk] = run
+        read = table.select_later(f"{parent_sql} OR {latest_sql}", parent_params + latest_params)
 
-    def _load_versions(self, events: list[ParsedEvent]) -> None:
+        def finish() -> None:
+            for run in read():
+                if run.run_id in parents:
+                    self.parent_run_pks[run.run_id] = run.pk
+                if run.pk in latest:
+                    self.other_runs[run.pk] = run
+
+        return finish
+
+    def _load_versions(self, events: list[ParsedEvent]) -> Finish:
         wanted: set[tuple[int, str]] = set()
         for event in events:
             for mention in event.mentions:
@@ -268,66 +286,95 @@ class Workspace:
                         wanted.add((self.datasets[mention.key].pk, label))
         current = {d.current_version_id for d in self.datasets.values() if d.current_version_id}
         if not current and not wanted:
-            return
+            return _nothing
         table = Table.of(DatasetVersion)
         where, params = table.any_of("id", current)
         if wanted:
             ds_sql, ds_params = table.any_of("dataset_id", {d for d, _ in wanted})
             v_sql, v_params = table.any_of("version", {v for _, v in wanted})
             where, params = f"{where} OR ({ds_sql} AND {v_sql})", params + ds_params + v_params
-        for version in table.select(where, params):
-            self.versions[(version.dataset_id, version.version)] = version
-            self.versions_by_pk[version.pk] = version
+        read = table.select_later(where, params)
 
-    def _load_run_io(self) -> None:
+        def finish() -> None:
+            for version in read():
+                self.versions[(version.dataset_id, version.version)] = version
+                self.versions_by_pk[version.pk] = version
+
+        return finish
+
+    def _load_run_io(self) -> list[Finish]:
         run_pks = [run.pk for run in self.runs.values()]
         if not run_pks:
-            return
+            return []
         inputs, outputs = Table.of(RunInput), Table.of(RunOutput)
-        for read in inputs.select(*inputs.any_of("run_id", run_pks)):
-            self.run_inputs[(read.run_id, read.dataset_id)] = read
-        for wrote in outputs.select(*outputs.any_of("run_id", run_pks)):
-            self.run_outputs[(wrote.run_id, wrote.dataset_id)] = wrote
+        read_inputs = inputs.select_later(*inputs.any_of("run_id", run_pks))
+        read_outputs = outputs.select_later(*outputs.any_of("run_id", run_pks))
 
-    def _load_column_lineage(self, events: list[ParsedEvent]) -> None:
+        def finish_inputs() -> None:
+            for read in read_inputs():
+                self.run_inputs[(read.run_id, read.dataset_id)] = read
+
+        def finish_outputs() -> None:
+            for wrote in read_outputs():
+                self.run_outputs[(wrote.run_id, wrote.dataset_id)] = wrote
+
+        return [finish_inputs, finish_outputs]
+
+    def _load_column_lineage(self, events: list[ParsedEvent]) -> Finish:
         targets = {self.datasets[m.key].pk for e in events for m in e.outputs if m.column_inputs}
         for dataset_pk in targets:
             self.column_lineage[dataset_pk] = {}
-        if targets:
-            table = Table.of(ColumnLineage)
-            for row in table.select(*table.any_of("dataset_id", targets)):
+        if not targets:
+            return _nothing
+        table = Table.of(ColumnLineage)
+        read = table.select_later(*table.any_of("dataset_id", targets))
+
+        def finish() -> None:
+            for row in read():
                 self.column_lineage[row.dataset_id][(row.field, row.input_dataset_id, row.input_field)] = row
 
-    def _load_commits(self, keys: set[tuple[str, str]]) -> None:
-        if keys:
-            self.commits = {(c.repo_url, c.sha): c for c in self._select_commits(keys)}
+        return finish
+
+    def _load_commits(self, keys: set[tuple[str, str]]) -> Finish:
+        if not keys:
+            return _nothing
+        read = self._select_commits(keys)
+
+        def finish() -> None:
+            self.commits = {(c.repo_url, c.sha): c for c in read()}
+
+        return finish
 
     @staticmethod
-    def _select_commits(keys: Iterable[tuple[str, str]]) -> list[CodeCommit]:
+    def _select_commits(keys: Iterable[tuple[str, str]]) -> Callable[[], list[CodeCommit]]:
         table = Table.of(CodeCommit)
         keys = list(keys)
         repo_sql, repo_params = table.any_of("repo_url", {k[0] for k in keys})
         sha_sql, sha_params = table.any_of("sha", {k[1] for k in keys})
-        return table.select(f"{repo_sql} AND {sha_sql}", repo_params + sha_params)
+        return table.select_later(f"{repo_sql} AND {sha_sql}", repo_params + sha_params)
 
-    def _load_edges(self, events: list[ParsedEvent]) -> None:
+    def _load_edges(self, events: list[ParsedEvent]) -> Finish:
         jobs = {self.jobs[(e.job_namespace, e.job_name)] for e in events if e.kind != "DatasetEvent"}
         if not jobs:
-            return
+            return _nothing
         earliest = min([e.event_time for e in events] + [r.first_event_time for r in self.runs.values()])
         table = Table.of(JobDatasetEdge)
         job_sql, job_params = table.any_of("job_id", sorted(j.pk for j in jobs))
         valid_to = table.column("valid_to")
-        query = table.select(
+        read = table.select_later(
             f"{job_sql} AND ({valid_to} IS NULL OR {valid_to} >= %s)",
             [*job_params, table.prep("valid_to", earliest)],
         )
-        for edge in query:
-            self.edges[edge.job_id].append(edge)
-        known = {run.pk: run for run in self.runs.values()} | self.other_runs
-        for job in jobs:
-            if job.latest_run_id in known:
-                self.latest_runs[job.pk] = known[job.latest_run_id]
+
+        def finish() -> None:
+            for edge in read():
+                self.edges[edge.job_id].append(edge)
+            known = {run.pk: run for run in self.runs.values()} | self.other_runs
+            for job in jobs:
+                if job.latest_run_id in known:
+                    self.latest_runs[job.pk] = known[job.latest_run_id]
+
+        return finish
 
     # --- in-memory get-or-create -------------------------------------------------------------------
     def version(self, dataset: Dataset, label: str, at: datetime, run: Run | None) -> tuple[DatasetVersion, bool]:
@@ -494,7 +541,7 @@ class Workspace:
         missing: list[Any] = [c for c in self.new.get(CodeCommit, []) if c.pk is None]
         if not missing:
             return
-        stored = {(c.repo_url, c.sha): c for c in self._select_commits((c.repo_url, c.sha) for c in missing)}
+        stored = {(c.repo_url, c.sha): c for c in self._select_commits((c.repo_url, c.sha) for c in missing)()}
         for commit in missing:
             commit.pk = stored[(commit.repo_url, commit.sha)].pk
 
