@@ -53,7 +53,7 @@ def _statement_kinds(run: Callable[[], Any], ops: int) -> tuple[int, list[tuple[
             continue
         m = re.match(r'(SELECT|INSERT INTO|UPDATE|DELETE FROM)\s.*?"(\w+)"', sql, re.S)
         kind = f"{m.group(1)} {m.group(2)}" if m else sql[:40]
-        if m and m.group(1) == "SELECT" and " FOR UPDATE" in sql:
+        if m and m.group(1) == "SELECT" and re.search(r" FOR (NO KEY )?UPDATE", sql):
             kind += " FOR UPDATE"
         kinds[kind] += 1
         if SHOW_SQL and re.search(SHOW_SQL, kind) and kind not in shown:

@@ -158,7 +158,11 @@ class Table(Generic[M]):
             sql += f" ORDER BY {order_by}"
         connection = self.connection
         if lock and connection.features.has_select_for_update:
-            sql += " FOR UPDATE"
+            # Ours to change until the transaction ends. Not FOR UPDATE: no key changes, so other
+            # transactions may meanwhile insert rows that refer to these (their foreign-key checks
+            # take KEY SHARE locks, which FOR UPDATE would make wait for this transaction).
+            no_key = connection.features.has_select_for_no_key_update
+            sql += " FOR NO KEY UPDATE" if no_key else " FOR UPDATE"
         opened = ExitStack()
         cursor = opened.enter_context(bound_cursor(connection))
         try:
