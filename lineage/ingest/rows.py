@@ -122,6 +122,9 @@ class Table(Generic[M]):
         self.quote = quote
         self.position = {f.attname: i for i, f in enumerate(self.fields)}
         self.json_positions = {i for i, f in enumerate(self.fields) if isinstance(f, models.JSONField)}
+        # What an INSERT writes: every column but an auto primary key; and which of them are JSON.
+        self.insert_fields = [f for f in self.fields if f is not meta.auto_field]
+        self.insert_documents = [i for i, f in enumerate(self.insert_fields) if isinstance(f, models.JSONField)]
         self.foreign_keys = [(f.cache_name, f.attname) for f in self.fields if f.is_relation]  # type: ignore[attr-defined]
         self.converters: list[Converter] = []
         for index, field in enumerate(self.fields):
@@ -251,24 +254,26 @@ class Table(Generic[M]):
 
         ``conflicts="ignore"`` skips rows that collide with a unique constraint (``ON CONFLICT DO
         NOTHING``). ``returning`` names a unique column (``"pk"`` or another): the new primary keys
-        are set on the objects, matched by that column, and only the inserted objects returned."""
+        are set on the objects, matched by that column, and only the inserted objects returned.
+        ``returning="*"``: the inserted rows are read back whole and returned as new instances, as
+        :meth:`select` would have read them (the objects passed in are left as they are)."""
         if not objs:
             return []
         assert conflicts in {"raise", "ignore"}
         assert not (conflicts == "ignore" and returning == "pk"), "skipped rows cannot be matched by position"
         connection = self.connection
-        meta = self.model._meta
-        auto = meta.auto_field
-        fields = [f for f in self.fields if f is not auto]
+        fields = self.insert_fields
         columns = ", ".join(self.quoted[f.attname] for f in fields)
         suffix = " ON CONFLICT DO NOTHING" if conflicts == "ignore" else ""
-        pk_name: str = meta.pk.attname  # type: ignore[union-attr]
+        pk_name: str = self.model._meta.pk.attname  # type: ignore[union-attr]
         key = pk_name if returning == "pk" else returning
-        if returning:
+        if returning == "*":
+            suffix += " RETURNING " + ", ".join(self.quoted[name] for name in self.attnames)
+        elif returning:
             suffix += f" RETURNING {self.quoted[pk_name]}, {self.quoted[key]}"
         inserted: list[M] = []
         staging = can_stage(connection)
-        documents = [i for i, f in enumerate(fields) if isinstance(f, models.JSONField)]
+        documents = self.insert_documents
         with bound_cursor(connection, native_placeholders=True) as cursor:
             for start in range(0, len(objs), INSERT_CHUNK):
                 chunk = objs[start : start + INSERT_CHUNK]
@@ -287,6 +292,9 @@ class Table(Generic[M]):
                     inserted.extend(chunk)
                     continue
                 returned = cursor.fetchall()
+                if returning == "*":
+                    inserted.extend(self.instances(returned))
+                    continue
                 if key == pk_name:  # rows come back in VALUES order
                     pairs = list(zip(chunk, (pk for pk, _ in returned), strict=True))
                 else:

@@ -175,8 +175,9 @@ class Workspace:
         self.namespaces = found
 
     def _create_and_lock(self, model: type[M], first_seen: dict[Key, datetime], extra: dict[str, Any]) -> dict[Key, M]:
-        """Lock the rows in identifier order; if some do not exist yet, insert them (in the same
-        order, skipping any a concurrent batch just created) and lock again."""
+        """Lock the rows in identifier order; if some do not exist yet, insert them in the same
+        order and read them back from the insert (rows of our own insert are ours until commit).
+        Any a concurrent request created meanwhile are skipped by the insert and locked."""
         if not first_seen:
             return {}
         result = self._lock_named(model, first_seen)
@@ -187,8 +188,12 @@ class Workspace:
                 at = first_seen[(ns, name)]
                 values = {k: (name if v is None else v) for k, v in extra.items()}
                 rows.append(model(namespace=self.namespaces[ns], name=name, created_at=at, updated_at=at, **values))
-            Table.of(model).insert(rows, conflicts="ignore")
-            result = self._lock_named(model, first_seen)
+            created = Table.of(model).insert(rows, conflicts="ignore", returning="*")
+            result.update(self._keyed(created, first_seen))
+            raced = {key: first_seen[key] for key in missing if key not in result}
+            if raced:
+                result.update(self._lock_named(model, raced))
+            result = dict(sorted(result.items(), key=lambda item: (item[1].namespace_id, item[0][1])))  # type: ignore[attr-defined]
         return result
 
     def _lock_named(self, model: type[M], wanted: dict[Key, datetime]) -> dict[Key, M]:
@@ -201,6 +206,10 @@ class Workspace:
             lock=True,
             order_by=f"{table.column('namespace_id')}, {table.column('name')}",
         )
+        return self._keyed(rows, wanted)
+
+    def _keyed(self, rows: list[M], wanted: dict[Key, datetime]) -> dict[Key, M]:
+        """The rows among ``wanted`` by (namespace name, name), each pointing at its namespace."""
         by_ns = {ns.pk: ns for ns in self.namespaces.values()}
         result: dict[Key, M] = {}
         for row in rows:
@@ -233,8 +242,10 @@ class Workspace:
                         updated_at=self.now,
                     )
                 )
-            Table.of(Run).insert(rows, conflicts="ignore")
-            runs = self._lock_runs(run_jobs)
+            ours = Table.of(Run).insert(rows, conflicts="ignore", returning="*")
+            inserted = {run.run_id for run in ours}
+            raced = [run_id for run_id in missing if run_id not in inserted]
+            runs = sorted([*runs, *ours, *(self._lock_runs(raced) if raced else [])], key=lambda run: run.run_id)
         jobs_by_pk = {job.pk: job for job in self.jobs.values()}
         for run in runs:
             expected = self.jobs[run_jobs[run.run_id][0]]
