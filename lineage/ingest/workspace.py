@@ -504,11 +504,11 @@ class Workspace:
         self._update(
             DatasetVersion, ["created_at", "run", "fields", "schema_digest", "facets", "facet_times", "lifecycle_state"]
         )
-        self._create(RunInput)
+        self._create(RunInput, keys=False)
         self._update(RunInput, ["first_seen_at", "version", "facets", "facet_times"])
-        self._create(RunOutput)
+        self._create(RunOutput, keys=False)
         self._update(RunOutput, ["first_seen_at", "version", "facets", "facet_times"])
-        self._create(ColumnLineage)
+        self._create(ColumnLineage, keys=False)
         self._update(
             ColumnLineage, ["transformations", "transformation_description", "transformation_type", "run", "event_time"]
         )
@@ -534,14 +534,18 @@ class Workspace:
                 params,
             )
 
-    def _create(self, model: type[models.Model], ignore_conflicts: bool = False) -> None:
+    def _create(self, model: type[models.Model], ignore_conflicts: bool = False, keys: bool = True) -> None:
+        """INSERT the new rows of ``model``. ``keys``: read their primary keys back (what later
+        statements of this flush refer to needs them). Rows nothing refers to are sent without
+        RETURNING, so inside the flush's pipeline they wait for no answer; they are not used after
+        the flush (the next request starts a new workspace)."""
         rows = self.new.get(model)
         if rows:
             table = Table.of(model)
             if ignore_conflicts:
                 table.insert(rows, conflicts="ignore")
             else:
-                table.insert(rows, returning="pk")
+                table.insert(rows, returning="pk" if keys else "")
 
     def _update(self, model: type[models.Model], fields: list[str]) -> None:
         rows = [row for row in self.dirty.get(model, {}).values() if row.pk is not None]
@@ -564,7 +568,7 @@ class Workspace:
             with bound_cursor(table.connection) as cursor:
                 cursor.execute(f"DELETE FROM {table.name} WHERE {where}", params)
         self._update(JobDatasetEdge, ["valid_from", "valid_to"])
-        self._create(JobDatasetEdge)
+        self._create(JobDatasetEdge, keys=False)
 
 
 def update_rows(model: type[models.Model], rows: list[Any], fields: list[str]) -> None:
