@@ -124,6 +124,7 @@ class Table(Generic[M]):
         self.json_positions = {i for i, f in enumerate(self.fields) if isinstance(f, models.JSONField)}
         # What an INSERT writes: every column but an auto primary key; and which of them are JSON.
         self.insert_fields = [f for f in self.fields if f is not meta.auto_field]
+        self.insert_columns = ", ".join(self.quoted[f.attname] for f in self.insert_fields)
         self.insert_documents = [i for i, f in enumerate(self.insert_fields) if isinstance(f, models.JSONField)]
         self.foreign_keys = [(f.cache_name, f.attname) for f in self.fields if f.is_relation]  # type: ignore[attr-defined]
         self.converters: list[Converter] = []
@@ -262,8 +263,7 @@ class Table(Generic[M]):
         assert conflicts in {"raise", "ignore"}
         assert not (conflicts == "ignore" and returning == "pk"), "skipped rows cannot be matched by position"
         connection = self.connection
-        fields = self.insert_fields
-        columns = ", ".join(self.quoted[f.attname] for f in fields)
+        fields, columns = self.insert_fields, self.insert_columns
         suffix = " ON CONFLICT DO NOTHING" if conflicts == "ignore" else ""
         pk_name: str = self.model._meta.pk.attname  # type: ignore[union-attr]
         key = pk_name if returning == "pk" else returning
