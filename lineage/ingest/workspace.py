@@ -193,7 +193,6 @@ class Workspace:
             raced = {key: first_seen[key] for key in missing if key not in result}
             if raced:
                 result.update(self._lock_named(model, raced))
-            result = dict(sorted(result.items(), key=lambda item: (item[1].namespace_id, item[0][1])))  # type: ignore[attr-defined]
         return result
 
     def _lock_named(self, model: type[M], wanted: dict[Key, datetime]) -> dict[Key, M]:
