@@ -10,17 +10,28 @@ of the ingestion code works on ordinary model objects.
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from django.db import connections, models, router
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 
 from lineage.ingest.staging import can_stage, large_expected, placeholder, stage_large
 
 M = TypeVar("M", bound=models.Model)
 Converter = tuple[int, list[Any], Any]
+# How one column's value becomes a parameter: (field, attname, types passed as they are, whether
+# the value comes from ``pre_save``); see :func:`prepared_values`.
+Prep = tuple[models.Field, str, frozenset[type], bool]  # type: ignore[type-arg]
+
+# Other integer fields are typed for psycopg (Int2, Int4, Int8) by the backend: not passed through.
+_AUTO_FIELDS = (models.AutoField, models.BigAutoField, models.SmallAutoField)
+_NONE = type(None)
 
 INSERT_CHUNK = 500
 
@@ -126,7 +137,10 @@ class Table(Generic[M]):
         self.insert_fields = [f for f in self.fields if f is not meta.auto_field]
         self.insert_columns = ", ".join(self.quoted[f.attname] for f in self.insert_fields)
         self.insert_documents = [i for i, f in enumerate(self.insert_fields) if isinstance(f, models.JSONField)]
+        self.insert_preps = [_prep(f, connection) for f in self.insert_fields]
         self.foreign_keys = [(f.cache_name, f.attname) for f in self.fields if f.is_relation]  # type: ignore[attr-defined]
+        # Whether rows can be built without Model.__init__ (see :meth:`build`).
+        self.plain_init = not (pre_init.has_listeners(model) or post_init.has_listeners(model))
         self.converters: list[Converter] = []
         for index, field in enumerate(self.fields):
             col = field.get_col(meta.db_table)
@@ -187,7 +201,7 @@ class Table(Generic[M]):
         what was read, for :meth:`changed`."""
         connection = self.connection
         converters = self.converters
-        from_db = self.model.from_db
+        build = self.build
         result = []
         for row in rows:
             values = list(row)
@@ -196,11 +210,26 @@ class Table(Generic[M]):
                 for convert in convs:
                     value = convert(value, col, connection)
                 values[index] = value
-            obj = from_db(self.alias, self.attnames, values)
+            obj = build(values)
             if track:
                 self.remember(obj)
             result.append(obj)
         return result
+
+    def build(self, values: Sequence[Any]) -> M:
+        """The model instance of one stored row (every column, converted, in table order): what
+        ``Model.from_db`` returns. ``Model.__init__`` costs more than the rest of reading a row; with
+        no ``pre_init``/``post_init`` receivers for the model, all it does for a row read back whole
+        is set each column's attribute and a fresh state, which is done here directly (no column
+        attribute is a data descriptor with a cached related object to reset on a new instance)."""
+        if not self.plain_init:
+            return self.model.from_db(self.alias, self.attnames, list(values))
+        obj = self.model.__new__(self.model)
+        obj.__dict__.update(zip(self.attnames, values, strict=True))
+        state = obj._state = ModelState()
+        state.adding = False
+        state.db = self.alias
+        return obj
 
     # --- what changed since a row was read ------------------------------------------------------------
     def remember(self, obj: M) -> None:
@@ -248,6 +277,12 @@ class Table(Generic[M]):
         """A Python value of one column as a query parameter."""
         return self.by_attname[attname].get_db_prep_value(value, self.connection)
 
+    def preps(self, attnames: Sequence[str]) -> list[Prep]:
+        """How the columns ``attnames`` become parameters of an UPDATE that writes the attributes as
+        they are (see :func:`prepared_values`)."""
+        connection = self.connection
+        return [_prep(self.by_attname[name], connection, add=None) for name in attnames]
+
     # --- writes -------------------------------------------------------------------------------------
     def insert(self, objs: Sequence[M], *, conflicts: str = "raise", returning: str = "") -> list[M]:
         """INSERT the objects (every column but an auto primary key) in chunks; returns the objects
@@ -263,7 +298,7 @@ class Table(Generic[M]):
         assert conflicts in {"raise", "ignore"}
         assert not (conflicts == "ignore" and returning == "pk"), "skipped rows cannot be matched by position"
         connection = self.connection
-        fields, columns = self.insert_fields, self.insert_columns
+        fields, columns, preps = self.insert_fields, self.insert_columns, self.insert_preps
         suffix = " ON CONFLICT DO NOTHING" if conflicts == "ignore" else ""
         pk_name: str = self.model._meta.pk.attname  # type: ignore[union-attr]
         key = pk_name if returning == "pk" else returning
@@ -282,7 +317,7 @@ class Table(Generic[M]):
                 for obj in chunk:
                     self.link_related(obj)
                     offset = len(params)
-                    params.extend(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields)
+                    prepared_values(obj, preps, connection, params, add=True)
                     if staging:
                         staged = stage_large(connection, params, (offset + i for i in documents)) or staged
                 values = placeholders(connection, len(chunk), len(fields), params if staged else ())
@@ -315,6 +350,61 @@ class Table(Generic[M]):
             related = cache.get(cache_name)
             if related is not None and related.pk is not None:
                 obj.__dict__[attname] = related.pk  # not setattr: that would drop the cached object
+
+
+def _prep(field: models.Field, connection: Any, add: bool | None = True) -> Prep:  # type: ignore[type-arg]
+    """The value types that ``field.get_db_prep_save`` returns unchanged on ``connection``, for
+    fields of Django's own classes (a subclass may prepare values its own way), and whether the
+    value must come from ``field.pre_save`` (``auto_now`` and the like) rather than the attribute
+    (``add``: for an INSERT or not; None: the attribute as it is, as an UPDATE of chosen columns
+    writes it).
+
+    On PostgreSQL, strings, primary and foreign keys, booleans, UUIDs and None go to psycopg as they
+    are; an aware datetime too (``adapt_datetimefield_value`` returns it; a naive one takes the slow
+    path, which warns). Preparing a value the general way costs four or five calls, and an event's rows have
+    some sixty values."""
+    kind = type(field)
+    target = field.target_field if field.is_relation and field.many_to_one else field  # type: ignore[attr-defined]
+    target_kind = type(target)
+    passed: set[type] = set()
+    if connection.vendor == "postgresql" and (kind is target_kind or kind in (models.ForeignKey, models.OneToOneField)):
+        if target_kind in (models.CharField, models.TextField):
+            passed = {str, _NONE}
+        elif target_kind in _AUTO_FIELDS:
+            passed = {int, _NONE}
+        elif target_kind is models.BooleanField:
+            passed = {bool, _NONE}
+        elif target_kind is models.UUIDField:
+            passed = {uuid.UUID, _NONE}
+        elif target_kind is models.DateTimeField:
+            passed = {datetime, _NONE}
+    if add is None:
+        via_pre_save = False
+    else:
+        auto = isinstance(field, models.DateField) and (field.auto_now or (add and field.auto_now_add))
+        via_pre_save = auto or type(field).pre_save not in _PLAIN_PRE_SAVE
+    return field, field.attname, frozenset(passed), via_pre_save
+
+
+# pre_save methods that return the attribute unless the field is auto_now/auto_now_add.
+_PLAIN_PRE_SAVE = (models.Field.pre_save, models.DateField.pre_save, models.DateTimeField.pre_save)
+
+
+def prepared_values(obj: Any, preps: Sequence[Prep], connection: Any, out: list[Any], *, add: bool) -> None:
+    """Append the parameters of ``obj``'s columns (``preps``, from :func:`_prep`) to ``out``:
+    what ``field.get_db_prep_save(value, connection)`` gives for each, the value being
+    ``field.pre_save(obj, add)`` where the prep says so and the attribute otherwise."""
+    state = obj.__dict__
+    for field, attname, passed, via_pre_save in preps:
+        if via_pre_save:
+            value = field.pre_save(obj, add)
+        else:
+            value = state[attname] if attname in state else getattr(obj, attname)
+        kind = type(value)
+        if kind in passed and (kind is not datetime or value.tzinfo is not None):
+            out.append(value)
+        else:
+            out.append(field.get_db_prep_save(value, connection))
 
 
 def _reshaped(value: Any, shape: tuple[Any, ...] | None) -> bool:

@@ -18,7 +18,7 @@ from django.db import models
 from django.utils import timezone
 
 from lineage.ingest.event import ParsedEvent
-from lineage.ingest.rows import Table, bound_cursor, pipelined
+from lineage.ingest.rows import Table, bound_cursor, pipelined, prepared_values
 from lineage.ingest.staging import can_stage, placeholder, stage_large
 from lineage.models import (
     CodeCommit,
@@ -85,6 +85,7 @@ class Workspace:
         self.versions_by_pk: dict[int, DatasetVersion] = {}
         self.run_inputs: dict[tuple[int, int], RunInput] = {}
         self.run_outputs: dict[tuple[int, int], RunOutput] = {}
+        self.io_by_run: dict[int, set[tuple[int, int]]] = defaultdict(set)  # run pk -> (dataset pk, direction)
         self.column_lineage: dict[int, dict[tuple[str, int, str], ColumnLineage]] = {}
         self.commits: dict[tuple[str, str], CodeCommit] = {}
         self.edges: dict[int, list[JobDatasetEdge]] = defaultdict(list)
@@ -323,10 +324,12 @@ class Workspace:
         def finish_inputs() -> None:
             for read in read_inputs():
                 self.run_inputs[(read.run_id, read.dataset_id)] = read
+                self.io_by_run[read.run_id].add((read.dataset_id, JobDatasetEdge.Direction.IN))
 
         def finish_outputs() -> None:
             for wrote in read_outputs():
                 self.run_outputs[(wrote.run_id, wrote.dataset_id)] = wrote
+                self.io_by_run[wrote.run_id].add((wrote.dataset_id, JobDatasetEdge.Direction.OUT))
 
         return [finish_inputs, finish_outputs]
 
@@ -410,6 +413,7 @@ class Workspace:
             return row, False
         row = RunInput(run=run, dataset=dataset, first_seen_at=at)
         self.run_inputs[(run.pk, dataset.pk)] = row
+        self.io_by_run[run.pk].add((dataset.pk, JobDatasetEdge.Direction.IN))
         self.add(row)
         return row, True
 
@@ -419,6 +423,7 @@ class Workspace:
             return row, False
         row = RunOutput(run=run, dataset=dataset, version=version, first_seen_at=at)
         self.run_outputs[(run.pk, dataset.pk)] = row
+        self.io_by_run[run.pk].add((dataset.pk, JobDatasetEdge.Direction.OUT))
         self.add(row)
         return row, True
 
@@ -431,9 +436,8 @@ class Workspace:
         return commit
 
     def run_io(self, run: Run) -> set[tuple[int, int]]:
-        io: set[tuple[int, int]] = {(d, JobDatasetEdge.Direction.IN) for (r, d) in self.run_inputs if r == run.pk}
-        io |= {(d, JobDatasetEdge.Direction.OUT) for (r, d) in self.run_outputs if r == run.pk}
-        return io
+        """(dataset pk, edge direction) of everything the run is known to have read or written."""
+        return set(self.io_by_run.get(run.pk, ()))
 
     def parent_pk(self, run_id: str) -> int | None:
         run = self.runs.get(run_id)
@@ -594,13 +598,15 @@ def update_rows(model: type[models.Model], rows: list[Any], fields: list[str]) -
     staging = can_stage(connection)
     for changed, members in groups.items():
         columns = [table.by_attname[name] for name in changed]
+        preps = table.preps(changed)
         documents = [i for i, field in enumerate(columns) if isinstance(field, models.JSONField)] if staging else []
         assignments = ", ".join(f"{table.quoted[name]} = %s" for name in changed)
         sql = f"UPDATE {table.name} SET {assignments} WHERE {pk} = %s"
         params = []
         with bound_cursor(connection) as cursor:
             for row in members:
-                values = [*(field.get_db_prep_save(getattr(row, field.attname), connection) for field in columns)]
+                values: list[Any] = []
+                prepared_values(row, preps, connection, values, add=False)
                 values.append(row.pk)
                 if documents and stage_large(connection, values, documents):
                     # A row with a staged document has statement text of its own.
