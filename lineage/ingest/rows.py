@@ -9,6 +9,7 @@ of the ingestion code works on ordinary model objects.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -104,12 +105,19 @@ def placeholders(connection: Any, rows: int, columns: int, staged: Sequence[Any]
     if connection.vendor != "postgresql":
         row = "(" + ", ".join(["%s"] * columns) + ")"
         return ", ".join([row] * rows)
-    numbers = iter(range(1, rows * columns + 1))
     if staged:
+        numbers = iter(range(1, rows * columns + 1))
         return ", ".join(
             "(" + ", ".join(placeholder(f"${n}", staged[n - 1]) for n in itertools.islice(numbers, columns)) + ")"
             for _ in range(rows)
         )
+    return _numbered(rows, columns)
+
+
+@functools.lru_cache(maxsize=256)
+def _numbered(rows: int, columns: int) -> str:
+    """``($1, $2), ($3, $4)``: the same few shapes recur on every batch."""
+    numbers = iter(range(1, rows * columns + 1))
     return ", ".join("(" + ", ".join(f"${next(numbers)}" for _ in range(columns)) + ")" for _ in range(rows))
 
 
@@ -237,7 +245,7 @@ class Table(Generic[M]):
         remembered by identity: the object itself and, one level down, its items (merging facets
         replaces items; nothing on the ingestion path edits a stored document deeper in place)."""
         state = obj.__dict__
-        values = [state.get(name) for name in self.attnames]
+        values = list(map(state.get, self.attnames))
         shapes: dict[int, tuple[Any, ...]] = {}
         for i in self.json_positions:
             value = values[i]
