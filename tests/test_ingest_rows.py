@@ -135,3 +135,37 @@ def test_a_model_with_init_receivers_is_built_by_django() -> None:
         assert read.name == "ns" and seen == [namespace.pk]
     finally:
         post_init.disconnect(receiver, sender=Namespace)
+
+
+def _state_of(obj: models.Model) -> tuple[dict[str, Any], dict[str, Any], bool, str | None]:
+    """An instance's field values (by type only where the default is new each time, like a
+    uuid4), its cached related objects and its state."""
+    fresh = {f.attname for f in obj._meta.concrete_fields if callable(f.default) and f.default not in (dict, list)}
+    values = {k: type(v) if k in fresh else v for k, v in obj.__dict__.items() if not k.startswith("_")}
+    return values, dict(obj._state.fields_cache), obj._state.adding, obj._state.db
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_new_instances_are_what_the_model_constructor_builds(model: type[models.Model]) -> None:
+    namespace = Namespace.objects.create(name="ns", created_at=AT, updated_at=AT)
+    job = Job(namespace=namespace, name="unsaved", created_at=AT, updated_at=AT)  # no key yet
+    table = Table.of(model)
+    fields = [f for f in table.fields if f is not model._meta.auto_field]
+    # Defaults only; then every field by value (relations by key); then relations by object.
+    by_value = {f.attname: s[0] for f in fields if (s := _samples(f))}
+    related: dict[str, Any] = {}
+    for f in fields:
+        if f.is_relation and f.many_to_one:
+            related[f.name] = namespace if f.related_model is Namespace else job if f.related_model is Job else None
+    for values in ({}, by_value, related):
+        assert _state_of(table.new(**values)) == _state_of(model(**values)), values
+
+
+@pytest.mark.django_db
+def test_new_leaves_what_it_does_not_build_itself_to_the_model() -> None:
+    table = Table.of(Run)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        table.new(run_id="r", no_such_field=1)
+    with pytest.raises(ValueError, match='must be a "Job" instance'):
+        table.new(run_id="r", job=Namespace(name="not a job"))

@@ -385,7 +385,7 @@ class Projector:
             }
             row = existing.get(key)
             if row is None:
-                row = ColumnLineage(
+                row = Table.of(ColumnLineage).new(
                     dataset=dataset,
                     field=key[0],
                     input_dataset=source,
@@ -446,7 +446,9 @@ class Projector:
                 closed.valid_to = None
                 ws.mark(closed)
             else:
-                edge = JobDatasetEdge(job=job, dataset_id=dataset_id, direction=direction, source=RUNS, valid_from=at)
+                edge = Table.of(JobDatasetEdge).new(
+                    job=job, dataset_id=dataset_id, direction=direction, source=RUNS, valid_from=at
+                )
                 edges.append(edge)
                 ws.add(edge)
 
@@ -480,7 +482,9 @@ class Projector:
                 None,
             )
             if edge is None:
-                edge = JobDatasetEdge(job=job, dataset=dataset, direction=direction, source=STATIC, valid_from=at)
+                edge = Table.of(JobDatasetEdge).new(
+                    job=job, dataset=dataset, direction=direction, source=STATIC, valid_from=at
+                )
                 edges.append(edge)
                 self.ws.add(edge)
             elif at < edge.valid_from:

@@ -147,8 +147,15 @@ class Table(Generic[M]):
         self.insert_documents = [i for i, f in enumerate(self.insert_fields) if isinstance(f, models.JSONField)]
         self.insert_preps = [_prep(f, connection) for f in self.insert_fields]
         self.foreign_keys = [(f.cache_name, f.attname) for f in self.fields if f.is_relation]  # type: ignore[attr-defined]
-        # Whether rows can be built without Model.__init__ (see :meth:`build`).
+        # Whether rows can be built without Model.__init__ (see :meth:`build` and :meth:`new`).
         self.plain_init = not (pre_init.has_listeners(model) or post_init.has_listeners(model))
+        # (field, its related model for a many-to-one relation, else None)
+        self.init_fields: list[tuple[Any, Any]] = [
+            (f, f.related_model if f.is_relation and f.many_to_one else None) for f in self.fields
+        ]
+        self.init_names = frozenset(f.attname for f in self.fields) | frozenset(
+            f.name for f, related_model in self.init_fields if related_model is not None
+        )
         self.converters: list[Converter] = []
         for index, field in enumerate(self.fields):
             col = field.get_col(meta.db_table)
@@ -237,6 +244,30 @@ class Table(Generic[M]):
         state = obj._state = ModelState()
         state.adding = False
         state.db = self.alias
+        return obj
+
+    def new(self, **values: Any) -> M:
+        """A new, unsaved instance with the given field values and every other field's default:
+        what ``Model(**values)`` builds, for less than half its cost (the ingestion creates a
+        dozen rows per event). A relation may be given as the related object (by field name,
+        cached as the ORM caches it) or as its key (by attname). The model's own constructor
+        builds it where that would differ: init signal receivers, a name that is not a concrete
+        field (a property, or a mistake the ORM reports), a related object of the wrong model."""
+        if not self.plain_init or not values.keys() <= self.init_names:
+            return self.model(**values)
+        obj = self.model.__new__(self.model)
+        obj._state = ModelState()
+        state = obj.__dict__
+        for field, related_model in self.init_fields:
+            if related_model is not None and field.name in values:
+                related = values[field.name]
+                if related is not None and not isinstance(related, related_model):
+                    return self.model(**values)  # let the ORM say what is wrong
+                setattr(obj, field.name, related)  # the ORM's descriptor: key, cache, database
+            elif field.attname in values:
+                state[field.attname] = values[field.attname]
+            else:
+                state[field.attname] = field.get_default()
         return obj
 
     # --- what changed since a row was read ------------------------------------------------------------

@@ -248,7 +248,7 @@ def _with_payloads(rows: list[tuple[_Prepared, RawEvent]]) -> list[tuple[_Prepar
 
 def _raw_event(item: _Prepared, user: Any, now: Any) -> RawEvent:
     event = item.event
-    return RawEvent(
+    return Table.of(RawEvent).new(
         digest=item.digest,
         kind=event.kind,
         event_type=event.event_type,

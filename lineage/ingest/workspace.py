@@ -170,7 +170,7 @@ class Workspace:
         if missing:
             earliest = min((e.event_time for e in events), default=self.now)
             table.insert(
-                [Namespace(name=n, created_at=earliest, updated_at=earliest) for n in missing], conflicts="ignore"
+                [table.new(name=n, created_at=earliest, updated_at=earliest) for n in missing], conflicts="ignore"
             )
             found.update({ns.name: ns for ns in table.select(*table.any_of("name", missing))})
         self.namespaces = found
@@ -184,12 +184,13 @@ class Workspace:
         result = self._lock_named(model, first_seen)
         missing = sorted(set(first_seen) - result.keys())
         if missing:
+            table = Table.of(model)
             rows = []
             for ns, name in missing:
                 at = first_seen[(ns, name)]
                 values = {k: (name if v is None else v) for k, v in extra.items()}
-                rows.append(model(namespace=self.namespaces[ns], name=name, created_at=at, updated_at=at, **values))
-            created = Table.of(model).insert(rows, conflicts="ignore", returning="*")
+                rows.append(table.new(namespace=self.namespaces[ns], name=name, created_at=at, updated_at=at, **values))
+            created = table.insert(rows, conflicts="ignore", returning="*")
             result.update(self._keyed(created, first_seen))
             raced = {key: first_seen[key] for key in missing if key not in result}
             if raced:
@@ -233,7 +234,7 @@ class Workspace:
             for run_id in missing:
                 job_key, at = run_jobs[run_id]
                 rows.append(
-                    Run(
+                    Table.of(Run).new(
                         run_id=run_id,
                         job=self.jobs[job_key],
                         first_event_time=at,
@@ -395,7 +396,7 @@ class Workspace:
         version = self.versions.get(key)
         if version is not None:
             return version, False
-        version = DatasetVersion(
+        version = Table.of(DatasetVersion).new(
             dataset=dataset,
             version=key[1],
             uuid=version_uuid(dataset.namespace.name, dataset.name, key[1]),
@@ -411,7 +412,7 @@ class Workspace:
         row = self.run_inputs.get((run.pk, dataset.pk))
         if row is not None:
             return row, False
-        row = RunInput(run=run, dataset=dataset, first_seen_at=at)
+        row = Table.of(RunInput).new(run=run, dataset=dataset, first_seen_at=at)
         self.run_inputs[(run.pk, dataset.pk)] = row
         self.io_by_run[run.pk].add((dataset.pk, JobDatasetEdge.Direction.IN))
         self.add(row)
@@ -421,7 +422,7 @@ class Workspace:
         row = self.run_outputs.get((run.pk, dataset.pk))
         if row is not None:
             return row, False
-        row = RunOutput(run=run, dataset=dataset, version=version, first_seen_at=at)
+        row = Table.of(RunOutput).new(run=run, dataset=dataset, version=version, first_seen_at=at)
         self.run_outputs[(run.pk, dataset.pk)] = row
         self.io_by_run[run.pk].add((dataset.pk, JobDatasetEdge.Direction.OUT))
         self.add(row)
@@ -430,7 +431,7 @@ class Workspace:
     def commit(self, key: tuple[str, str], defaults: dict[str, Any]) -> CodeCommit:
         commit = self.commits.get(key)
         if commit is None:
-            commit = CodeCommit(repo_url=key[0], sha=key[1], **defaults)
+            commit = Table.of(CodeCommit).new(repo_url=key[0], sha=key[1], **defaults)
             self.commits[key] = commit
             self.add(commit)
         return commit
