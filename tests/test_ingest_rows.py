@@ -68,7 +68,7 @@ def test_prepared_values_are_what_django_prepares(model: type[models.Model]) -> 
             inserted: list[Any] = []
             prepared_values(obj, table.insert_preps, connection, inserted, add=True)
             updated: list[Any] = []
-            prepared_values(obj, table.preps([f.attname for f in fields]), connection, updated, add=False)
+            prepared_values(obj, table.preps(tuple(f.attname for f in fields)), connection, updated, add=False)
         assert [_comparable(v) for v in inserted] == [_comparable(v) for v in expected]
         assert [_comparable(v) for v in updated] == [_comparable(v) for v in expected]
 

@@ -146,15 +146,14 @@ class Table(Generic[M]):
         self.insert_columns = ", ".join(self.quoted[f.attname] for f in self.insert_fields)
         self.insert_documents = [i for i, f in enumerate(self.insert_fields) if isinstance(f, models.JSONField)]
         self.insert_preps = [_prep(f, connection) for f in self.insert_fields]
+        self.update_preps: dict[tuple[str, ...], list[Prep]] = {}  # by the columns an UPDATE sets
         self.foreign_keys = [(f.cache_name, f.attname) for f in self.fields if f.is_relation]  # type: ignore[attr-defined]
         # Whether rows can be built without Model.__init__ (see :meth:`build` and :meth:`new`).
         self.plain_init = not (pre_init.has_listeners(model) or post_init.has_listeners(model))
-        # (field, its related model for a many-to-one relation, else None)
-        self.init_fields: list[tuple[Any, Any]] = [
-            (f, f.related_model if f.is_relation and f.many_to_one else None) for f in self.fields
-        ]
+        # (field, whether it is a many-to-one relation, which may be given a related object)
+        self.init_fields = [(f, bool(f.is_relation and f.many_to_one)) for f in self.fields]
         self.init_names = frozenset(f.attname for f in self.fields) | frozenset(
-            f.name for f, related_model in self.init_fields if related_model is not None
+            f.name for f, relation in self.init_fields if relation
         )
         self.converters: list[Converter] = []
         for index, field in enumerate(self.fields):
@@ -251,19 +250,18 @@ class Table(Generic[M]):
         what ``Model(**values)`` builds, for less than half its cost (the ingestion creates a
         dozen rows per event). A relation may be given as the related object (by field name,
         cached as the ORM caches it) or as its key (by attname). The model's own constructor
-        builds it where that would differ: init signal receivers, a name that is not a concrete
-        field (a property, or a mistake the ORM reports), a related object of the wrong model."""
+        builds it where that would differ: init signal receivers, or a name that is not a
+        concrete field (a property, or a mistake the ORM reports)."""
         if not self.plain_init or not values.keys() <= self.init_names:
             return self.model(**values)
         obj = self.model.__new__(self.model)
         obj._state = ModelState()
         state = obj.__dict__
-        for field, related_model in self.init_fields:
-            if related_model is not None and field.name in values:
-                related = values[field.name]
-                if related is not None and not isinstance(related, related_model):
-                    return self.model(**values)  # let the ORM say what is wrong
-                setattr(obj, field.name, related)  # the ORM's descriptor: key, cache, database
+        for field, relation in self.init_fields:
+            if relation and field.name in values:
+                # The ORM's descriptor, as Model.__init__ uses it: checks the model, sets the key,
+                # caches the object, takes its database.
+                setattr(obj, field.name, values[field.name])
             elif field.attname in values:
                 state[field.attname] = values[field.attname]
             else:
@@ -316,11 +314,14 @@ class Table(Generic[M]):
         """A Python value of one column as a query parameter."""
         return self.by_attname[attname].get_db_prep_value(value, self.connection)
 
-    def preps(self, attnames: Sequence[str]) -> list[Prep]:
+    def preps(self, attnames: tuple[str, ...]) -> list[Prep]:
         """How the columns ``attnames`` become parameters of an UPDATE that writes the attributes as
         they are (see :func:`prepared_values`)."""
-        connection = self.connection
-        return [_prep(self.by_attname[name], connection, add=None) for name in attnames]
+        preps = self.update_preps.get(attnames)
+        if preps is None:
+            connection = self.connection
+            preps = self.update_preps[attnames] = [_prep(self.by_attname[n], connection, add=None) for n in attnames]
+        return preps
 
     # --- writes -------------------------------------------------------------------------------------
     def insert(self, objs: Sequence[M], *, conflicts: str = "raise", returning: str = "") -> list[M]:
@@ -400,13 +401,13 @@ def _prep(field: models.Field, connection: Any, add: bool | None = True) -> Prep
 
     On PostgreSQL, strings, primary and foreign keys, booleans, UUIDs and None go to psycopg as they
     are; an aware datetime too (``adapt_datetimefield_value`` returns it; a naive one takes the slow
-    path, which warns). Preparing a value the general way costs four or five calls, and an event's rows have
-    some sixty values."""
+    path, which warns). Preparing a value the general way costs four or five calls, and an event's
+    rows have some sixty values."""
     kind = type(field)
     target = field.target_field if field.is_relation and field.many_to_one else field  # type: ignore[attr-defined]
     target_kind = type(target)
     passed: set[type] = set()
-    if connection.vendor == "postgresql" and (kind is target_kind or kind in (models.ForeignKey, models.OneToOneField)):
+    if connection.vendor == "postgresql" and (kind is target_kind or kind is models.ForeignKey):
         if target_kind in (models.CharField, models.TextField):
             passed = {str, _NONE}
         elif target_kind in _AUTO_FIELDS:
